@@ -1,0 +1,94 @@
+/**
+ * Consumers. Multicast mode lives here; back-pressure mode is in
+ * backpressure.ts. `consume` drives either with a callback that hands each
+ * chunk on; `createConsumer` wraps it as a Readable of Buffers.
+ */
+import { Readable, addAbortSignal } from 'node:stream';
+import { type Deliver, consumeQueue } from './backpressure.js';
+import { type Bus, openBus } from './bus.js';
+import type { BusOptions } from './options.js';
+import { currentIdentity, readChunk } from './read.js';
+
+export type { Deliver } from './backpressure.js';
+
+/**
+ * Reads the bus until the end-of-stream chunk (back-pressure mode) or until
+ * `options.signal` aborts (it then rejects with the abort reason). Each
+ * chunk is passed to `deliver`, and the next is not looked at until that
+ * promise settles: a multicast consumer then skips to the newest chunk, so
+ * a slow reader costs missed chunks, never memory.
+ */
+export async function consume(options: BusOptions, deliver: Deliver): Promise<void> {
+  const bus = openBus(options, { writes: options.backPressure === true });
+  try {
+    if (bus.options.backPressure) await consumeQueue(bus, deliver, options.signal);
+    else await consumeMulticast(bus, deliver, options.signal);
+  } finally {
+    bus.close();
+  }
+}
+
+async function consumeMulticast(bus: Bus, deliver: Deliver, signal?: AbortSignal): Promise<never> {
+  const { file } = bus.options.paths;
+  let last: string | undefined;
+  const nextChunk = (): Buffer | undefined => {
+    const seen = currentIdentity(file);
+    if (seen === undefined || seen === last) return undefined;
+    // No lock: the rename guarantees a whole chunk, and not locking means a
+    // multicast consumer never slows producers down.
+    const chunk = readChunk(file);
+    if (chunk === undefined || chunk.identity === last) return undefined;
+    last = chunk.identity;
+    // An empty chunk is a back-pressure end marker seen by an eavesdropper: nothing to pass on.
+    return chunk.data.length > 0 ? chunk.data : undefined;
+  };
+  for (;;) await deliver(await bus.watcher.until(nextChunk, signal));
+}
+
+/**
+ * The bus as a Readable of Buffers, one per chunk (`for await` works). In
+ * back-pressure mode a chunk is removed from the bus when the reader takes
+ * it from the stream; the stream ends after the end-of-stream chunk.
+ */
+export function createConsumer(options: BusOptions): Readable {
+  const stop = new AbortController();
+  let taken: (() => void) | undefined;
+  let refused: ((error: Error) => void) | undefined;
+  let running = false;
+
+  const deliver: Deliver = (chunk) =>
+    new Promise<void>((resolve, reject) => {
+      taken = resolve;
+      refused = reject;
+      stream.push(chunk);
+    });
+
+  const stream = new Readable({
+    objectMode: true,
+    // One chunk at a time: the next read is the reader's acknowledgement.
+    highWaterMark: 1,
+    read() {
+      if (!running) {
+        running = true;
+        consume({ ...options, signal: stop.signal }, deliver).then(
+          () => stream.push(null),
+          (error: unknown) => {
+            if (!stop.signal.aborted) stream.destroy(error as Error);
+          },
+        );
+        return;
+      }
+      const resolve = taken;
+      taken = refused = undefined;
+      resolve?.();
+    },
+    destroy(error, callback) {
+      stop.abort(error ?? undefined);
+      refused?.(error ?? new Error('consumer stream destroyed'));
+      taken = refused = undefined;
+      callback(error);
+    },
+  });
+  if (options.signal) addAbortSignal(options.signal, stream);
+  return stream;
+}

@@ -1,0 +1,7 @@
+export { createProducer, produceBlocks, Producer } from './producer.js';
+export { createConsumer, consume, type Deliver } from './consumer.js';
+export { publish } from './publish.js';
+export { openBus, type Bus } from './bus.js';
+export { BusLock } from './lock.js';
+export { type BusOptions, type BusPaths, busPaths, defaults } from './options.js';
+export { BusError, UsageError } from './errors.js';

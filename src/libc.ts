@@ -1,0 +1,53 @@
+/**
+ * The two libc calls Node has no API for: flock(2) for the bus lock, and
+ * poll(2) to notice that the reader of our stdout has gone away while we
+ * have nothing to write. Bound through koffi (FFI with prebuilt binaries,
+ * see README "Dependencies"); loaded only by the modules that need them, so
+ * `filebus --help` never pays for it.
+ */
+import koffi from 'koffi';
+
+const libc = koffi.load('libc.so.6');
+
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+export const LOCK_UN = 8;
+export const EINTR = 4;
+export const EWOULDBLOCK = 11;
+
+const flockFn = libc.func('int flock(int fd, int operation)');
+
+/** flock(2); returns 0 or the errno of the failure. */
+export function flock(fd: number, operation: number): number {
+  return flockFn(fd, operation) === 0 ? 0 : koffi.errno();
+}
+
+/**
+ * flock(2) on one of koffi's worker threads, for the blocking wait of a
+ * contended lock: the event loop stays free for signals and I/O. Resolves
+ * to 0 or -1 (errno is not carried across threads; callers retry).
+ */
+export function flockOffThread(fd: number, operation: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    flockFn.async(fd, operation, (error: unknown, result: number) => {
+      if (error) reject(error);
+      else resolve(result);
+    });
+  });
+}
+
+const PollFd = koffi.struct('filebus_pollfd', { fd: 'int', events: 'short', revents: 'short' });
+const pollFn = libc.func('poll', 'int', [koffi.inout(koffi.pointer(PollFd)), 'unsigned long', 'int']);
+const POLLERR = 0x008;
+const POLLHUP = 0x010;
+
+/**
+ * True when `fd` is a pipe or socket whose reading end has closed, found
+ * without writing to it (a write would be data, and a zero-byte write to a
+ * pipe reports nothing).
+ */
+export function peerClosed(fd: number): boolean {
+  const entry = { fd, events: 0, revents: 0 };
+  if (pollFn(entry, 1, 0) !== 1) return false;
+  return (entry.revents & (POLLERR | POLLHUP)) !== 0;
+}

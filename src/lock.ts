@@ -1,0 +1,135 @@
+/**
+ * The bus lock: an exclusive BSD flock(2) on `F.lock`, the lock that
+ * flock(1), Python's filelock and the bash tools take (PROTOCOL.md, "The
+ * lock"). The kernel drops it when its holder dies, so a crash never leaves
+ * it stuck.
+ */
+import fs from 'node:fs';
+import { busError } from './errors.js';
+import { EINTR, EWOULDBLOCK, LOCK_EX, LOCK_NB, LOCK_UN, flock, flockOffThread } from './libc.js';
+
+export class BusLock {
+  readonly path: string;
+  #fd = -1;
+  #dev = 0;
+  #ino = 0;
+  #held = false;
+
+  constructor(lockPath: string) {
+    this.path = lockPath;
+  }
+
+  get held(): boolean {
+    return this.#held;
+  }
+
+  /**
+   * Takes the lock, waiting as long as another process holds it. The fd on
+   * `F.lock` stays open between acquisitions (one open per process, not per
+   * chunk); every acquisition still re-checks that it is the file the path
+   * names now, as the protocol asks.
+   */
+  async acquire(signal?: AbortSignal): Promise<void> {
+    if (this.#held) throw new Error(`BusLock.acquire: ${this.path} is already held by this process`);
+    for (;;) {
+      signal?.throwIfAborted();
+      this.open();
+      // Uncontended, which is the usual case, costs one system call.
+      let errno = flock(this.#fd, LOCK_EX | LOCK_NB);
+      if (errno === EWOULDBLOCK) {
+        errno = await this.#waitOffThread(signal);
+      }
+      if (errno === EINTR) continue;
+      if (errno !== 0) throw busError('lock', this.path, Object.assign(new Error(`flock failed, errno ${errno}`), { code: errnoName(errno) }));
+      if (this.#stillCurrent()) {
+        this.#held = true;
+        return;
+      }
+      // Someone replaced or removed F.lock while we waited: our lock guards
+      // a file nobody else will lock. Start over on the file the path names.
+      this.#closeFd();
+    }
+  }
+
+  release(): void {
+    if (!this.#held) return;
+    this.#held = false;
+    flock(this.#fd, LOCK_UN);
+  }
+
+  /** Releases the lock if held and closes the fd. */
+  close(): void {
+    this.release();
+    this.#closeFd();
+  }
+
+  /** Opens (creating if missing) `F.lock`; done lazily, or early to surface an unwritable path at start. */
+  open(): void {
+    if (this.#fd >= 0) return;
+    let fd: number;
+    try {
+      // Append mode creates a missing lock file without truncating it; its
+      // content means nothing.
+      fd = fs.openSync(this.path, 'a');
+    } catch (error) {
+      throw busError('open the lock file', this.path, error);
+    }
+    const st = fs.fstatSync(fd);
+    this.#fd = fd;
+    this.#dev = st.dev;
+    this.#ino = st.ino;
+  }
+
+  #closeFd(): void {
+    if (this.#fd < 0) return;
+    fs.closeSync(this.#fd);
+    this.#fd = -1;
+  }
+
+  #stillCurrent(): boolean {
+    const st = fs.statSync(this.path, { throwIfNoEntry: false });
+    return st !== undefined && st.dev === this.#dev && st.ino === this.#ino;
+  }
+
+  /**
+   * A contended lock is awaited with a blocking flock on a worker thread, so
+   * the waiter is woken by the kernel the moment the holder lets go. An
+   * abort cannot interrupt that thread; if the lock is granted after we gave
+   * up, it is handed straight back.
+   */
+  async #waitOffThread(signal?: AbortSignal): Promise<number> {
+    const fd = this.#fd;
+    const pending = flockOffThread(fd, LOCK_EX);
+    if (!signal) return settle(await pending);
+    return new Promise<number>((resolve, reject) => {
+      const onAbort = () => {
+        // The worker still holds a blocking flock on this fd: keep the fd
+        // open until it returns, then unlock and close it.
+        this.#fd = -1;
+        void pending.then(() => {
+          flock(fd, LOCK_UN);
+          fs.closeSync(fd);
+        }, () => fs.closeSync(fd));
+        reject(signal.reason);
+      };
+      if (signal.aborted) return onAbort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      pending.then((result) => {
+        signal.removeEventListener('abort', onAbort);
+        if (!signal.aborted) resolve(settle(result));
+      }, (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      });
+    });
+  }
+}
+
+/** errno is not carried back from the worker thread; a failed blocking flock is retried like EINTR. */
+function settle(result: number): number {
+  return result === 0 ? 0 : EINTR;
+}
+
+function errnoName(errno: number): string {
+  return ({ 9: 'EBADF', 22: 'EINVAL', 37: 'ENOLCK', 95: 'EOPNOTSUPP' } as Record<number, string>)[errno] ?? `E${errno}`;
+}

@@ -1,0 +1,108 @@
+/**
+ * Producers: bytes in, chunks of at most `blockSize` published on the bus.
+ *
+ * Nothing is held back waiting for more input: every write is published at
+ * once, so latency is the cost of one publish, not a timer. Chunks grow to
+ * full blocks on their own when input arrives faster than it is published,
+ * because the stream then hands over its queued writes together (`_writev`).
+ */
+import { once } from 'node:events';
+import fs from 'node:fs';
+import { Writable, addAbortSignal } from 'node:stream';
+import { type Bus, openBus } from './bus.js';
+import { busError } from './errors.js';
+import type { BusOptions } from './options.js';
+import { publish } from './publish.js';
+
+const END_OF_STREAM = Buffer.alloc(0);
+
+export class Producer extends Writable {
+  readonly #bus: Bus;
+  readonly #stop = new AbortController();
+  #endOfStream = true;
+
+  constructor(options: BusOptions) {
+    super({ highWaterMark: options.blockSize ?? undefined });
+    this.#bus = openBus(options, { writes: true });
+    if (options.signal) addAbortSignal(options.signal, this);
+  }
+
+  /**
+   * Publishes everything written so far and finishes without the
+   * back-pressure end-of-stream chunk: for a producer stopped by a signal,
+   * whose input did not end.
+   */
+  interrupt(): this {
+    this.#endOfStream = false;
+    return this.end();
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.#publishBlocks(chunk).then(() => callback(), callback);
+  }
+
+  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
+    const data = chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map(({ chunk }) => chunk));
+    this.#publishBlocks(data).then(() => callback(), callback);
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    const { backPressure } = this.#bus.options;
+    // Back pressure: the empty chunk tells one consumer the stream is over.
+    const done = backPressure && this.#endOfStream ? publish(this.#bus, END_OF_STREAM, this.#stop.signal) : Promise.resolve();
+    done.then(() => callback(), callback);
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.#stop.abort(error ?? undefined);
+    this.#bus.close();
+    callback(error);
+  }
+
+  async #publishBlocks(data: Buffer): Promise<void> {
+    const { blockSize } = this.#bus.options;
+    // An empty write must not publish: in back-pressure mode that would end the stream.
+    for (let offset = 0; offset < data.length; offset += blockSize) {
+      await publish(this.#bus, data.subarray(offset, offset + blockSize), this.#stop.signal);
+    }
+  }
+}
+
+/** A Writable that publishes what is written to it on the bus. */
+export function createProducer(options: BusOptions): Producer {
+  return new Producer(options);
+}
+
+/**
+ * Feeds a file descriptor to a producer in whole blocks: each read(2) asks
+ * for `blockSize` bytes and waits for all of them (or end of input), so
+ * fixed-size records stay whole, one per chunk. Regular files are read
+ * synchronously (they never block for long); anything else, on a worker
+ * thread, so signals are still handled while a read waits.
+ */
+export async function produceBlocks(fd: number, producer: Producer, blockSize: number, signal?: AbortSignal): Promise<void> {
+  const regular = fs.fstatSync(fd).isFile();
+  for (;;) {
+    const block = Buffer.allocUnsafe(blockSize);
+    let length = 0;
+    while (length < blockSize) {
+      signal?.throwIfAborted();
+      let n: number;
+      try {
+        n = regular ? fs.readSync(fd, block, length, blockSize - length, null) : await readAsync(fd, block, length, blockSize - length);
+      } catch (error) {
+        throw busError('read', 'standard input', error);
+      }
+      if (n === 0) break;
+      length += n;
+    }
+    if (length > 0 && !producer.write(block.subarray(0, length))) await once(producer, 'drain', { signal });
+    if (length < blockSize) return;
+  }
+}
+
+function readAsync(fd: number, buffer: Buffer, offset: number, length: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fs.read(fd, buffer, offset, length, null, (error, n) => (error ? reject(error) : resolve(n)));
+  });
+}

@@ -1,0 +1,65 @@
+/**
+ * Publishing one chunk (PROTOCOL.md, "Publishing a chunk"): under the lock,
+ * write `F.__new__` and rename it over `F`, so readers see the old chunk or
+ * the new one, never part of one. Both modes publish through here; back
+ * pressure only adds "wait until F is gone, and re-check under the lock".
+ */
+import fs from 'node:fs';
+import type { Bus } from './bus.js';
+import { busError } from './errors.js';
+import type { BusPaths } from './options.js';
+
+export async function publish(bus: Bus, chunk: Uint8Array, signal?: AbortSignal): Promise<void> {
+  const { paths, backPressure } = bus.options;
+  for (;;) {
+    if (backPressure) await bus.watcher.until(() => (fs.existsSync(paths.file) ? undefined : true), signal);
+    await bus.lock.acquire(signal);
+    try {
+      // Another producer may have filled the slot between our check and the lock.
+      if (backPressure && fs.existsSync(paths.file)) continue;
+      stageAndRename(paths, chunk);
+      return;
+    } finally {
+      bus.lock.release();
+    }
+  }
+}
+
+/**
+ * Synchronous on purpose: the lock is held for a handful of system calls
+ * and no signal handler can run between them, so a staging file is only
+ * ever left behind by SIGKILL (and the next publish truncates it).
+ */
+function stageAndRename(paths: BusPaths, chunk: Uint8Array): void {
+  let fd: number;
+  try {
+    fd = fs.openSync(paths.staging, 'w');
+  } catch (error) {
+    throw busError('create', paths.staging, error);
+  }
+  try {
+    let written = 0;
+    while (written < chunk.length) written += fs.writeSync(fd, chunk, written);
+    fs.closeSync(fd);
+    fd = -1;
+    fs.renameSync(paths.staging, paths.file);
+  } catch (error) {
+    if (fd >= 0) closeQuietly(fd);
+    // The previous chunk at F is untouched; drop the partial one.
+    removeQuietly(paths.staging);
+    throw busError(fd >= 0 ? 'write' : 'publish', paths.staging, error);
+  }
+}
+
+// In the two helpers below the first error is the one worth reporting.
+function closeQuietly(fd: number): void {
+  try {
+    fs.closeSync(fd);
+  } catch {}
+}
+
+function removeQuietly(file: string): void {
+  try {
+    fs.unlinkSync(file);
+  } catch {}
+}

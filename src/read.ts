@@ -1,0 +1,66 @@
+/**
+ * Reading the current chunk. Whatever `open` returns is a whole chunk, since
+ * producers only ever rename complete files over `F`.
+ */
+import fs from 'node:fs';
+import { busError, errnoCode } from './errors.js';
+import { checkRegular } from './bus.js';
+
+export interface Chunk {
+  readonly data: Buffer;
+  /** Identity of the file read (PROTOCOL.md, "Multicast mode"). */
+  readonly identity: string;
+}
+
+/**
+ * Device, inode, change time and size: inode numbers are reused quickly, so
+ * the inode alone cannot tell two chunks apart.
+ */
+export function identityOf(st: fs.BigIntStats): string {
+  return `${st.dev}:${st.ino}:${st.ctimeNs}:${st.size}`;
+}
+
+/** The identity of `F` now, or undefined when there is no chunk. */
+export function currentIdentity(file: string): string | undefined {
+  const st = fs.statSync(file, { bigint: true, throwIfNoEntry: false });
+  if (st === undefined) return undefined;
+  checkRegular(file, st);
+  return identityOf(st);
+}
+
+/** Reads `F` whole; undefined when it vanished before the open. */
+export function readChunk(file: string): Chunk | undefined {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') return undefined;
+    throw busError('open', file, error);
+  }
+  try {
+    const st = fs.fstatSync(fd, { bigint: true });
+    checkRegular(file, st);
+    return { data: readAll(fd, Number(st.size), file), identity: identityOf(st) };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Published files are never written again, so the size from fstat is the
+ * size to read: one read(2) in the usual case.
+ */
+function readAll(fd: number, size: number, file: string): Buffer {
+  const buffer = Buffer.allocUnsafe(size);
+  let length = 0;
+  try {
+    while (length < size) {
+      const n = fs.readSync(fd, buffer, length, size - length, null);
+      if (n === 0) break;
+      length += n;
+    }
+  } catch (error) {
+    throw busError('read', file, error);
+  }
+  return length === size ? buffer : buffer.subarray(0, length);
+}
