@@ -1,0 +1,12 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    exclude: ['test/soak.test.ts'],
+    // Tests run real processes; two files at a time keeps a 2-core machine honest about timing.
+    maxWorkers: 2,
+    testTimeout: 60_000,
+    hookTimeout: 30_000,
+  },
+});
