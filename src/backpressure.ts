@@ -35,7 +35,7 @@ export async function consumeQueue(bus: Bus, deliver: Deliver, signal?: AbortSig
 async function take(bus: Bus, signal?: AbortSignal): Promise<Buffer> {
   const { file } = bus.options.paths;
   for (;;) {
-    await bus.watcher.until(() => (fs.existsSync(file) ? true : undefined), signal);
+    await bus.watcher.until(() => (fs.existsSync(file) ? true : undefined), signal, true);
     await bus.lock.acquire(signal);
     let chunk;
     try {

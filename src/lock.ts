@@ -8,6 +8,9 @@ import fs from 'node:fs';
 import { busError } from './errors.js';
 import { EINTR, EWOULDBLOCK, LOCK_EX, LOCK_NB, LOCK_UN, flock, flockOffThread } from './libc.js';
 
+/** How long to retry a contended lock before waiting for it on a worker thread. */
+const SPIN_MS = 0.1;
+
 export class BusLock {
   readonly path: string;
   #fd = -1;
@@ -34,11 +37,8 @@ export class BusLock {
     for (;;) {
       signal?.throwIfAborted();
       this.open();
-      // Uncontended, which is the usual case, costs one system call.
-      let errno = flock(this.#fd, LOCK_EX | LOCK_NB);
-      if (errno === EWOULDBLOCK) {
-        errno = await this.#waitOffThread(signal);
-      }
+      let errno = this.#trySpinning();
+      if (errno === EWOULDBLOCK) errno = await this.#waitOffThread(signal);
       if (errno === EINTR) continue;
       if (errno !== 0) throw busError('lock', this.path, Object.assign(new Error(`flock failed, errno ${errno}`), { code: errnoName(errno) }));
       if (this.#stillCurrent()) {
@@ -89,6 +89,20 @@ export class BusLock {
   #stillCurrent(): boolean {
     const st = fs.statSync(this.path, { throwIfNoEntry: false });
     return st !== undefined && st.dev === this.#dev && st.ino === this.#ino;
+  }
+
+  /**
+   * Uncontended, which is the usual case, this is one system call. Holders
+   * keep the lock for a few system calls, so a contended lock is usually
+   * free again within microseconds: retrying briefly beats a round trip
+   * through a worker thread (~70 us here) by a wide margin.
+   */
+  #trySpinning(): number {
+    const deadline = performance.now() + SPIN_MS;
+    for (;;) {
+      const errno = flock(this.#fd, LOCK_EX | LOCK_NB);
+      if (errno !== EWOULDBLOCK || performance.now() > deadline) return errno;
+    }
   }
 
   /**

@@ -11,6 +11,11 @@
  */
 import fs from 'node:fs';
 
+/** How long a busy stream is probed before sleeping. */
+const SPIN_MS = 0.2;
+/** A stream whose last chunk moved less than this long ago counts as busy. */
+const BUSY_MS = 2;
+
 export class BusWatcher {
   readonly #base: string;
   readonly #intervalMs: number;
@@ -18,6 +23,8 @@ export class BusWatcher {
   /** Set by every hint; cleared by each check, so none falls between a check and the wait after it. */
   #hinted = false;
   #wake: (() => void) | undefined;
+  /** When a probe last succeeded (performance.now()), to tell a busy stream from an idle one. */
+  #lastFound = -Infinity;
 
   constructor(dir: string, base: string, intervalMs: number, monitoring: boolean) {
     this.#base = base;
@@ -39,13 +46,22 @@ export class BusWatcher {
   /**
    * Calls `probe` until it returns something other than undefined, sleeping
    * between calls until a hint or the poll interval.
+   *
+   * With `spin`, a busy stream is probed in a tight loop for a moment
+   * before sleeping: in back-pressure mode the other side usually answers
+   * within ~100 us, while a wake-up through the event loop costs about as
+   * much again (measured in docs/benchmarks.md). Only a stream that was
+   * busy a moment ago spins, so an idle bus costs no CPU.
    */
-  async until<T>(probe: () => T | undefined, signal?: AbortSignal): Promise<T> {
-    for (;;) {
+  async until<T>(probe: () => T | undefined, signal?: AbortSignal, spin = false): Promise<T> {
+    for (let first = true; ; first = false) {
       signal?.throwIfAborted();
       this.#hinted = false;
-      const found = probe();
-      if (found !== undefined) return found;
+      const found = spin && first && this.#busy() ? this.#spin(probe) : probe();
+      if (found !== undefined) {
+        this.#lastFound = performance.now();
+        return found;
+      }
       await this.#sleep(signal);
     }
   }
@@ -53,6 +69,18 @@ export class BusWatcher {
   close(): void {
     this.#stopWatching();
     this.#wake?.();
+  }
+
+  #busy(): boolean {
+    return performance.now() - this.#lastFound < BUSY_MS;
+  }
+
+  #spin<T>(probe: () => T | undefined): T | undefined {
+    const deadline = performance.now() + SPIN_MS;
+    for (;;) {
+      const found = probe();
+      if (found !== undefined || performance.now() > deadline) return found;
+    }
   }
 
   #hint(): void {
