@@ -80,7 +80,7 @@ async function runProducer({ options, verbose }: Run): Promise<void> {
   });
   const stdinIsFile = fs.fstatSync(0).isFile();
   if (options.blockingRead || stdinIsFile) {
-    await produceBlocks(0, producer, options.blockSize!, stopped.signal).then(
+    await produceBlocks(0, producer, stopped.signal).then(
       () => producer.end(),
       (error: unknown) => {
         if (!stopped.signal.aborted) throw error;

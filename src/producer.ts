@@ -20,11 +20,17 @@ export class Producer extends Writable {
   readonly #bus: Bus;
   readonly #stop = new AbortController();
   #endOfStream = true;
+  readonly #endMarker = new AbortController();
 
   constructor(options: BusOptions) {
     super({ highWaterMark: options.blockSize ?? undefined });
     this.#bus = openBus(options, { writes: true });
     if (options.signal) addAbortSignal(options.signal, this);
+  }
+
+  /** Largest chunk this producer publishes, in bytes. */
+  get blockSize(): number {
+    return this.#bus.options.blockSize;
   }
 
   /**
@@ -34,7 +40,9 @@ export class Producer extends Writable {
    */
   interrupt(): this {
     this.#endOfStream = false;
-    return this.end();
+    // Already finishing: the end marker may be waiting for the bus; drop it.
+    this.#endMarker.abort();
+    return this.writableEnded ? this : this.end();
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
@@ -47,10 +55,12 @@ export class Producer extends Writable {
   }
 
   override _final(callback: (error?: Error | null) => void): void {
-    const { backPressure } = this.#bus.options;
     // Back pressure: the empty chunk tells one consumer the stream is over.
-    const done = backPressure && this.#endOfStream ? publish(this.#bus, END_OF_STREAM, this.#stop.signal) : Promise.resolve();
-    done.then(() => callback(), callback);
+    if (!this.#bus.options.backPressure || !this.#endOfStream) return callback();
+    publish(this.#bus, END_OF_STREAM, AbortSignal.any([this.#stop.signal, this.#endMarker.signal])).then(
+      () => callback(),
+      (error: unknown) => callback(this.#endMarker.signal.aborted ? null : (error as Error)),
+    );
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
@@ -80,7 +90,8 @@ export function createProducer(options: BusOptions): Producer {
  * synchronously (they never block for long); anything else, on a worker
  * thread, so signals are still handled while a read waits.
  */
-export async function produceBlocks(fd: number, producer: Producer, blockSize: number, signal?: AbortSignal): Promise<void> {
+export async function produceBlocks(fd: number, producer: Producer, signal?: AbortSignal): Promise<void> {
+  const { blockSize } = producer;
   const regular = fs.fstatSync(fd).isFile();
   for (;;) {
     const block = Buffer.allocUnsafe(blockSize);
