@@ -96,7 +96,7 @@ async function runProducer({ options, verbose }: Run): Promise<void> {
 
 async function runConsumer({ options, verbose }: Run): Promise<void> {
   const { consume } = await import('../src/consumer.js');
-  const { peerClosed } = await import('../src/libc.js');
+  const { growPipe, peerClosed } = await import('../src/libc.js');
   const stop = new AbortController();
   let exitStatus = 0;
   onSignals((status) => {
@@ -114,6 +114,8 @@ async function runConsumer({ options, verbose }: Run): Promise<void> {
   if (stdoutStat.isFIFO() || stdoutStat.isSocket()) {
     setInterval(() => peerClosed(1) && stdoutGone(), 200).unref();
   }
+  // Room for a whole chunk in the pipe: one write, one wake-up of the reader.
+  if (stdoutStat.isFIFO() && options.blockSize! > 65536) growPipe(1, Math.min(options.blockSize!, 1 << 20));
   const writeOut = (chunk: Buffer): Promise<void> =>
     new Promise((resolve, reject) => {
       const onAbort = () => reject(stop.signal.reason);

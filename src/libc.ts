@@ -51,3 +51,16 @@ export function peerClosed(fd: number): boolean {
   if (pollFn(entry, 1, 0) !== 1) return false;
   return (entry.revents & (POLLERR | POLLHUP)) !== 0;
 }
+
+const fcntlFn = libc.func('int fcntl(int fd, int cmd, ...)');
+const F_SETPIPE_SZ = 1031;
+
+/**
+ * Asks for a pipe buffer of at least `bytes` (Linux rounds up to a power of
+ * two; unprivileged processes are capped by /proc/sys/fs/pipe-max-size, 1 MiB
+ * by default). A 64 KiB pipe makes every large chunk cost many wake-ups of
+ * the reader. Best effort: returns false when the kernel refuses.
+ */
+export function growPipe(fd: number, bytes: number): boolean {
+  return fcntlFn(fd, F_SETPIPE_SZ, 'int', bytes) >= 0;
+}
