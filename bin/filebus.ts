@@ -61,37 +61,32 @@ function onSignals(onFirst: (status: number) => void): void {
 }
 
 async function runProducer({ options, verbose }: Run): Promise<void> {
-  const { createProducer, produceBlocks } = await import('../src/producer.js');
+  const { createProducer, produceFrom } = await import('../src/producer.js');
   const producer = createProducer(options);
-  const stopped = new AbortController();
-  let exitStatus = 0;
-  onSignals((status) => {
-    exitStatus = status;
-    stopped.abort();
-    process.stdin.unpipe(producer);
-    process.stdin.pause();
-    // Publish what was already read, without the end-of-stream marker: the input did not end.
-    producer.interrupt();
-  });
-  log(verbose, `producer on ${options.filename} (${options.backPressure ? 'back-pressure' : 'multicast'})`);
   const finished = new Promise<void>((resolve, reject) => {
     producer.on('finish', resolve);
     producer.on('error', reject);
   });
-  const stdinIsFile = fs.fstatSync(0).isFile();
-  if (options.blockingRead || stdinIsFile) {
-    await produceBlocks(0, producer, stopped.signal).then(
-      () => producer.end(),
-      (error: unknown) => {
-        if (!stopped.signal.aborted) throw error;
-      },
-    );
-  } else {
-    process.stdin.on('error', (error) => producer.destroy(error));
-    process.stdin.pipe(producer);
+  const stopped = new AbortController();
+  onSignals((status) => {
+    stopped.abort();
+    // Publish what was already read, without the end-of-stream marker (the
+    // input did not end), then go: a read may still be waiting on stdin.
+    producer.interrupt();
+    finished.then(() => process.exit(status), fail);
+  });
+  log(verbose, `producer on ${options.filename} (${options.backPressure ? 'back-pressure' : 'multicast'})`);
+  try {
+    await produceFrom(0, producer, stopped.signal);
+  } catch (error) {
+    if (stopped.signal.aborted) return;
+    // A publish error reaches both produceFrom and 'error'; report it once.
+    finished.catch(() => {});
+    throw error;
   }
+  producer.end();
   await finished;
-  process.exit(exitStatus);
+  process.exit(0);
 }
 
 async function runConsumer({ options, verbose }: Run): Promise<void> {
@@ -130,7 +125,7 @@ async function runConsumer({ options, verbose }: Run): Promise<void> {
     });
   log(verbose, `consumer on ${options.filename} (${options.backPressure ? 'back-pressure' : 'multicast'})`);
   try {
-    await consume({ ...options, signal: stop.signal }, writeOut);
+    await consume({ ...options, signal: stop.signal, reuseBuffers: true }, writeOut);
   } catch (error) {
     if (!stop.signal.aborted) throw error;
   }

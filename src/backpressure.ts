@@ -9,16 +9,19 @@
 import fs from 'node:fs';
 import type { Bus } from './bus.js';
 import { busError, errnoCode } from './errors.js';
-import { readChunk } from './read.js';
+import { type ScratchBuffer, readChunk } from './read.js';
+
+/** First retry after finding the lock busy; doubles up to the poll interval. */
+const FIRST_BACKOFF_MS = 0.5;
 
 /** What a consumer does with a chunk; resolves once the chunk is safely handed on. */
 export type Deliver = (chunk: Buffer) => Promise<void>;
 
 /** Takes chunks one at a time until the end-of-stream chunk. */
-export async function consumeQueue(bus: Bus, deliver: Deliver, signal?: AbortSignal): Promise<void> {
+export async function consumeQueue(bus: Bus, deliver: Deliver, signal?: AbortSignal, scratch?: ScratchBuffer): Promise<void> {
   const { file } = bus.options.paths;
   for (;;) {
-    const data = await take(bus, signal);
+    const data = await take(bus, signal, scratch);
     try {
       // An empty chunk marks the end of the stream; removing it tells the
       // producer (and any other consumer) it was seen.
@@ -32,14 +35,21 @@ export async function consumeQueue(bus: Bus, deliver: Deliver, signal?: AbortSig
 }
 
 /** Waits for `F` and returns its bytes with the lock held. */
-async function take(bus: Bus, signal?: AbortSignal): Promise<Buffer> {
+async function take(bus: Bus, signal?: AbortSignal, scratch?: ScratchBuffer): Promise<Buffer> {
   const { file } = bus.options.paths;
-  for (;;) {
-    await bus.watcher.until(() => (fs.existsSync(file) ? true : undefined), signal, true);
-    await bus.lock.acquire(signal);
+  for (let backoff = FIRST_BACKOFF_MS; ; backoff *= 2) {
+    await bus.watcher.until(() => (fs.existsSync(file) ? true : undefined), signal);
+    // The lock is busy: another consumer is taking this chunk, or the
+    // producer is between its rename and its unlock. Queueing on the lock
+    // would only crowd out the producer; no notification marks the lock's
+    // release, so look again soon, then less and less often.
+    if (!bus.lock.tryAcquire()) {
+      await bus.watcher.nextHint(signal, backoff);
+      continue;
+    }
     let chunk;
     try {
-      chunk = readChunk(file);
+      chunk = readChunk(file, scratch);
     } catch (error) {
       bus.lock.release();
       throw error;

@@ -7,9 +7,19 @@ import { Readable, addAbortSignal } from 'node:stream';
 import { type Deliver, consumeQueue } from './backpressure.js';
 import { type Bus, openBus } from './bus.js';
 import type { BusOptions } from './options.js';
-import { currentIdentity, readChunk } from './read.js';
+import { ScratchBuffer, currentIdentity, readChunk } from './read.js';
 
 export type { Deliver } from './backpressure.js';
+
+export interface ConsumeOptions extends BusOptions {
+  /**
+   * Read every chunk into one reused buffer: the Buffer passed to `deliver`
+   * is then valid only until its promise settles. Saves an allocation per
+   * chunk (and the memory awaiting collection) for callers that write the
+   * chunk out and let go of it.
+   */
+  reuseBuffers?: boolean;
+}
 
 /**
  * Reads the bus until the end-of-stream chunk (back-pressure mode) or until
@@ -18,17 +28,18 @@ export type { Deliver } from './backpressure.js';
  * promise settles: a multicast consumer then skips to the newest chunk, so
  * a slow reader costs missed chunks, never memory.
  */
-export async function consume(options: BusOptions, deliver: Deliver): Promise<void> {
+export async function consume(options: ConsumeOptions, deliver: Deliver): Promise<void> {
   const bus = openBus(options, { writes: options.backPressure === true });
+  const scratch = options.reuseBuffers ? new ScratchBuffer() : undefined;
   try {
-    if (bus.options.backPressure) await consumeQueue(bus, deliver, options.signal);
-    else await consumeMulticast(bus, deliver, options.signal);
+    if (bus.options.backPressure) await consumeQueue(bus, deliver, options.signal, scratch);
+    else await consumeMulticast(bus, deliver, options.signal, scratch);
   } finally {
     bus.close();
   }
 }
 
-async function consumeMulticast(bus: Bus, deliver: Deliver, signal?: AbortSignal): Promise<never> {
+async function consumeMulticast(bus: Bus, deliver: Deliver, signal?: AbortSignal, scratch?: ScratchBuffer): Promise<never> {
   const { file } = bus.options.paths;
   let last: string | undefined;
   const nextChunk = (): Buffer | undefined => {
@@ -36,7 +47,7 @@ async function consumeMulticast(bus: Bus, deliver: Deliver, signal?: AbortSignal
     if (seen === undefined || seen === last) return undefined;
     // No lock: the rename guarantees a whole chunk, and not locking means a
     // multicast consumer never slows producers down.
-    const chunk = readChunk(file);
+    const chunk = readChunk(file, scratch);
     if (chunk === undefined || chunk.identity === last) return undefined;
     last = chunk.identity;
     // An empty chunk is a back-pressure end marker seen by an eavesdropper: nothing to pass on.

@@ -1,5 +1,5 @@
-export { createProducer, produceBlocks, Producer } from './producer.js';
-export { createConsumer, consume, type Deliver } from './consumer.js';
+export { createProducer, produceFrom, Producer } from './producer.js';
+export { createConsumer, consume, type ConsumeOptions, type Deliver } from './consumer.js';
 export { publish } from './publish.js';
 export { openBus, type Bus } from './bus.js';
 export { BusLock } from './lock.js';

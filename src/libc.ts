@@ -64,3 +64,22 @@ const F_SETPIPE_SZ = 1031;
 export function growPipe(fd: number, bytes: number): boolean {
   return fcntlFn(fd, F_SETPIPE_SZ, 'int', bytes) >= 0;
 }
+
+const POLLIN = 0x001;
+
+/**
+ * Resolves true once `fd` has data (or end of input) to read, false after
+ * `timeoutMs` without. Runs poll(2) on a worker thread. A blocking read(2)
+ * there instead would be simpler, but a worker blocked in read(2) holds up
+ * process.exit() for as long as the input stays silent, since libuv joins
+ * its threads at exit; a poll returns within `timeoutMs`.
+ */
+export function waitReadable(fd: number, timeoutMs: number): Promise<boolean> {
+  const entry = { fd, events: POLLIN, revents: 0 };
+  return new Promise((resolve, reject) => {
+    pollFn.async(entry, 1, timeoutMs, (error: unknown, ready: number) => {
+      if (error) reject(error);
+      else resolve(ready > 0);
+    });
+  });
+}

@@ -10,6 +10,8 @@ import { EINTR, EWOULDBLOCK, LOCK_EX, LOCK_NB, LOCK_UN, flock, flockOffThread } 
 
 /** How long to retry a contended lock before waiting for it on a worker thread. */
 const SPIN_MS = 0.1;
+/** How long `tryAcquire` retries: covers a rename-to-unlock window, not a consumer's whole turn. */
+const TRY_SPIN_MS = 0.02;
 
 export class BusLock {
   readonly path: string;
@@ -33,21 +35,26 @@ export class BusLock {
    * names now, as the protocol asks.
    */
   async acquire(signal?: AbortSignal): Promise<void> {
-    if (this.#held) throw new Error(`BusLock.acquire: ${this.path} is already held by this process`);
     for (;;) {
       signal?.throwIfAborted();
-      this.open();
-      let errno = this.#trySpinning();
+      let errno = this.#attempt(SPIN_MS);
       if (errno === EWOULDBLOCK) errno = await this.#waitOffThread(signal);
-      if (errno === EINTR) continue;
-      if (errno !== 0) throw busError('lock', this.path, Object.assign(new Error(`flock failed, errno ${errno}`), { code: errnoName(errno) }));
-      if (this.#stillCurrent()) {
-        this.#held = true;
-        return;
-      }
-      // Someone replaced or removed F.lock while we waited: our lock guards
-      // a file nobody else will lock. Start over on the file the path names.
-      this.#closeFd();
+      if (this.#granted(errno)) return;
+    }
+  }
+
+  /**
+   * Takes the lock if it is free now or within a few microseconds (the
+   * window between a producer's rename and its unlock); false otherwise.
+   * For back-pressure consumers: when another consumer holds the lock it
+   * is taking the one chunk there is, and queueing behind it would only
+   * crowd out the producer.
+   */
+  tryAcquire(): boolean {
+    for (;;) {
+      const errno = this.#attempt(TRY_SPIN_MS);
+      if (errno === EWOULDBLOCK) return false;
+      if (this.#granted(errno)) return true;
     }
   }
 
@@ -97,12 +104,29 @@ export class BusLock {
    * free again within microseconds: retrying briefly beats a round trip
    * through a worker thread (~70 us here) by a wide margin.
    */
-  #trySpinning(): number {
-    const deadline = performance.now() + SPIN_MS;
+  #attempt(spinMs: number): number {
+    if (this.#held) throw new Error(`BusLock: ${this.path} is already held by this process`);
+    this.open();
+    const deadline = performance.now() + spinMs;
     for (;;) {
       const errno = flock(this.#fd, LOCK_EX | LOCK_NB);
       if (errno !== EWOULDBLOCK || performance.now() > deadline) return errno;
     }
+  }
+
+  /** After flock returned `errno`: true when we now hold the lock on the current F.lock. */
+  #granted(errno: number): boolean {
+    if (errno === EINTR) return false;
+    if (errno !== 0) throw busError('lock', this.path, Object.assign(new Error(`flock failed, errno ${errno}`), { code: errnoName(errno) }));
+    if (this.#stillCurrent()) {
+      this.#held = true;
+      return true;
+    }
+    // Someone replaced or removed F.lock while we waited: our lock guards a
+    // file nobody else will lock. Start over on the file the path names.
+    flock(this.#fd, LOCK_UN);
+    this.#closeFd();
+    return false;
   }
 
   /**

@@ -12,7 +12,7 @@ import type { BusPaths } from './options.js';
 export async function publish(bus: Bus, chunk: Uint8Array, signal?: AbortSignal): Promise<void> {
   const { paths, backPressure } = bus.options;
   for (;;) {
-    if (backPressure) await bus.watcher.until(() => (fs.existsSync(paths.file) ? undefined : true), signal, true);
+    if (backPressure) await bus.watcher.until(() => (fs.existsSync(paths.file) ? undefined : true), signal);
     await bus.lock.acquire(signal);
     try {
       // Another producer may have filled the slot between our check and the lock.

@@ -28,8 +28,24 @@ export function currentIdentity(file: string): string | undefined {
   return identityOf(st);
 }
 
-/** Reads `F` whole; undefined when it vanished before the open. */
-export function readChunk(file: string): Chunk | undefined {
+/**
+ * One buffer reused for every chunk, for readers that are done with a
+ * chunk before they read the next: no garbage per chunk.
+ */
+export class ScratchBuffer {
+  #buffer = Buffer.alloc(0);
+
+  get(size: number): Buffer {
+    if (this.#buffer.length < size) this.#buffer = Buffer.allocUnsafe(Math.max(size, this.#buffer.length * 2));
+    return this.#buffer.subarray(0, size);
+  }
+}
+
+/**
+ * Reads `F` whole; undefined when it vanished before the open. With
+ * `scratch`, the bytes land in its buffer and are valid until the next read.
+ */
+export function readChunk(file: string, scratch?: ScratchBuffer): Chunk | undefined {
   let fd: number;
   try {
     fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
@@ -40,7 +56,8 @@ export function readChunk(file: string): Chunk | undefined {
   try {
     const st = fs.fstatSync(fd, { bigint: true });
     checkRegular(file, st);
-    return { data: readAll(fd, Number(st.size), file), identity: identityOf(st) };
+    const size = Number(st.size);
+    return { data: readAll(fd, scratch ? scratch.get(size) : Buffer.allocUnsafe(size), file), identity: identityOf(st) };
   } finally {
     fs.closeSync(fd);
   }
@@ -50,8 +67,8 @@ export function readChunk(file: string): Chunk | undefined {
  * Published files are never written again, so the size from fstat is the
  * size to read: one read(2) in the usual case.
  */
-function readAll(fd: number, size: number, file: string): Buffer {
-  const buffer = Buffer.allocUnsafe(size);
+function readAll(fd: number, buffer: Buffer, file: string): Buffer {
+  const size = buffer.length;
   let length = 0;
   try {
     while (length < size) {

@@ -11,23 +11,14 @@
  */
 import fs from 'node:fs';
 
-/** How long a busy stream is probed before sleeping. */
-const SPIN_MS = 0.2;
-/** A stream whose last chunk moved less than this long ago counts as busy. */
-const BUSY_MS = 2;
-
 export class BusWatcher {
-  readonly #base: string;
   readonly #intervalMs: number;
   #watcher: fs.FSWatcher | undefined;
   /** Set by every hint; cleared by each check, so none falls between a check and the wait after it. */
   #hinted = false;
   #wake: (() => void) | undefined;
-  /** When a probe last succeeded (performance.now()), to tell a busy stream from an idle one. */
-  #lastFound = -Infinity;
 
   constructor(dir: string, base: string, intervalMs: number, monitoring: boolean) {
-    this.#base = base;
     this.#intervalMs = intervalMs;
     if (monitoring) {
       try {
@@ -46,41 +37,42 @@ export class BusWatcher {
   /**
    * Calls `probe` until it returns something other than undefined, sleeping
    * between calls until a hint or the poll interval.
-   *
-   * With `spin`, a busy stream is probed in a tight loop for a moment
-   * before sleeping: in back-pressure mode the other side usually answers
-   * within ~100 us, while a wake-up through the event loop costs about as
-   * much again (measured in docs/benchmarks.md). Only a stream that was
-   * busy a moment ago spins, so an idle bus costs no CPU.
    */
-  async until<T>(probe: () => T | undefined, signal?: AbortSignal, spin = false): Promise<T> {
-    for (let first = true; ; first = false) {
+  async until<T>(probe: () => T | undefined, signal?: AbortSignal): Promise<T> {
+    for (;;) {
       signal?.throwIfAborted();
       this.#hinted = false;
-      const found = spin && first && this.#busy() ? this.#spin(probe) : probe();
-      if (found !== undefined) {
-        this.#lastFound = performance.now();
-        return found;
-      }
-      await this.#sleep(signal);
+      const found = probe();
+      if (found !== undefined) return found;
+      await this.nextHint(signal);
     }
+  }
+
+  /**
+   * Sleeps until the next hint or `timeoutMs` (the poll interval); at once
+   * if a hint came since `until` last probed.
+   */
+  nextHint(signal?: AbortSignal, timeoutMs = this.#intervalMs): Promise<void> {
+    if (this.#hinted) {
+      this.#hinted = false;
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        this.#wake = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, Math.min(timeoutMs, this.#intervalMs));
+      signal?.addEventListener('abort', done, { once: true });
+      this.#wake = done;
+    });
   }
 
   close(): void {
     this.#stopWatching();
     this.#wake?.();
-  }
-
-  #busy(): boolean {
-    return performance.now() - this.#lastFound < BUSY_MS;
-  }
-
-  #spin<T>(probe: () => T | undefined): T | undefined {
-    const deadline = performance.now() + SPIN_MS;
-    for (;;) {
-      const found = probe();
-      if (found !== undefined || performance.now() > deadline) return found;
-    }
   }
 
   #hint(): void {
@@ -91,20 +83,5 @@ export class BusWatcher {
   #stopWatching(): void {
     this.#watcher?.close();
     this.#watcher = undefined;
-  }
-
-  #sleep(signal?: AbortSignal): Promise<void> {
-    if (this.#hinted) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', done);
-        this.#wake = undefined;
-        resolve();
-      };
-      const timer = setTimeout(done, this.#intervalMs);
-      signal?.addEventListener('abort', done, { once: true });
-      this.#wake = done;
-    });
   }
 }
