@@ -1,0 +1,113 @@
+/**
+ * The interoperability matrix: the TypeScript and bash implementations on
+ * one bus, through the on-disk protocol only.
+ */
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { type Impl, filebus, sha256, tempDir, writeLinesAtRate } from './helpers.js';
+
+const impls: Impl[] = ['ts', 'bash'];
+const LINE = 40;
+const pairs = impls.flatMap((producer) => impls.map((consumer) => [producer, consumer] as const));
+
+/** About `bytes` of text lines of varied length, as the bash implementation carries (no NUL). */
+function textLines(bytes: number): Buffer {
+  const lines: string[] = [];
+  let size = 0;
+  for (let i = 0; size < bytes; i++) {
+    const line = `${i} ${randomBytes(8 + (i % 60)).toString('base64')}\n`;
+    lines.push(line);
+    size += line.length;
+  }
+  return Buffer.from(lines.join(''));
+}
+
+function inputFile(dir: string, data: Buffer): number {
+  const file = path.join(dir, 'input');
+  fs.writeFileSync(file, data);
+  return fs.openSync(file, 'r');
+}
+
+describe('back pressure: 5 MiB of text lines arrive identical', () => {
+  test.each(pairs)('%s producer -> %s consumer', async (producerImpl, consumerImpl) => {
+    const dir = tempDir();
+    const bus = path.join(dir, 'bus');
+    const data = textLines(5 * 1024 * 1024);
+    const args = ['--filename', bus, '--back-pressure', '--block-size', '65536'];
+    const consumer = filebus([...args, 'consumer'], { impl: consumerImpl, stdin: 'ignore' });
+    const stdin = inputFile(dir, data);
+    const producer = filebus([...args, 'producer'], { impl: producerImpl, stdin });
+    fs.closeSync(stdin);
+    const [producerStatus, consumerStatus] = await Promise.all([producer.exited, consumer.exited]);
+    expect(producer.stderr() + consumer.stderr()).toBe('');
+    expect(producerStatus).toBe(0);
+    // The consumer ended on the end-of-stream chunk, not by a signal or error.
+    expect(consumerStatus).toBe(0);
+    expect(sha256(consumer.stdout())).toBe(sha256(data));
+    expect(fs.readdirSync(dir).sort()).toEqual(['bus.lock', 'input']);
+  }, 120_000);
+});
+
+describe('multicast: 100 lines at 20 lines/s reach 2 consumers completely', () => {
+  test.each(pairs)('%s producer -> 2 %s consumers', async (producerImpl, consumerImpl) => {
+    const bus = path.join(tempDir(), 'bus');
+    const consumers = [0, 1].map(() => filebus(['--filename', bus, 'consumer'], { impl: consumerImpl, stdin: 'ignore' }));
+    const producer = filebus(['--filename', bus, 'producer'], { impl: producerImpl });
+    const stdin = producer.child.stdin!;
+    // Both consumers have printed the warm-up line, so both are watching.
+    stdin.write('warm-up\n');
+    await Promise.all(consumers.map((consumer) => consumer.waitFor((out) => out.includes('warm-up\n'))));
+    const lines = Array.from({ length: 100 }, (_, i) => `line ${i}\n`);
+    await writeLinesAtRate(stdin, lines, 20);
+    const expected = lines.join('');
+    for (const consumer of consumers) {
+      const out = await consumer.waitFor((data) => data.toString().endsWith(expected), 10_000);
+      expect(out.toString()).toBe(`warm-up\n${expected}`);
+    }
+    stdin.end();
+    expect(await producer.exited).toBe(0);
+  }, 60_000);
+});
+
+test('one back-pressure bus: TypeScript and bash producers together, TypeScript and bash consumers together, each line exactly once', async () => {
+  const dir = tempDir();
+  const bus = path.join(dir, 'bus');
+  const args = ['--filename', bus, '--back-pressure', '--block-size', String(LINE * 64)];
+  const consumers = (['ts', 'bash', 'ts', 'bash'] as const).map((impl) => filebus([...args, 'consumer'], { impl, stdin: 'ignore' }));
+  // The TypeScript producer chunks bytes, not lines: lines of one length,
+  // a whole number of them per block, keep every chunk whole lines.
+  const inputs = (['ts', 'bash', 'ts', 'bash'] as const).map((impl, p) => {
+    const lines = Array.from({ length: 5000 }, (_, i) => `producer ${p} (${impl}) line ${i}`.padEnd(LINE - 1, '.') + '\n');
+    return { impl, lines };
+  });
+  // Each producer publishes one end-of-stream chunk; each consumer exits on the first it takes.
+  const producers = inputs.map(({ impl, lines }, p) => {
+    const stdin = inputFile(fs.mkdtempSync(path.join(dir, `p${p}-`)), Buffer.from(lines.join('')));
+    const producer = filebus([...args, 'producer'], { impl, stdin });
+    fs.closeSync(stdin);
+    return producer;
+  });
+  expect(await Promise.all(producers.map((producer) => producer.exited))).toEqual([0, 0, 0, 0]);
+  expect(await Promise.all(consumers.map((consumer) => consumer.exited))).toEqual([0, 0, 0, 0]);
+  const received = consumers.flatMap((consumer) => consumer.stdout().toString().split('\n').filter(Boolean));
+  const sent = inputs.flatMap(({ lines }) => lines.map((line) => line.slice(0, -1)));
+  expect(received.length).toBe(sent.length);
+  expect(new Set(received).size).toBe(received.length);
+  expect(received.sort()).toEqual(sent.sort());
+}, 120_000);
+
+test.each(['--impl', '--implementation'])('filebus %s bash runs the bash implementation with the same arguments', async (flag) => {
+  const version = filebus([flag, 'bash', '--version'], { stdin: 'ignore' });
+  expect(await version.exited).toBe(0);
+  expect(version.stdout().toString()).toMatch(/bash/);
+
+  const bus = path.join(tempDir(), 'bus');
+  const consumer = filebus(['--filename', bus, '--back-pressure', 'consumer'], { stdin: 'ignore' });
+  const producer = filebus(['--filename', bus, '--back-pressure', flag, 'bash', 'producer']);
+  producer.child.stdin!.end('from bash\n');
+  expect(await producer.exited).toBe(0);
+  expect(await consumer.exited).toBe(0);
+  expect(consumer.stdout().toString()).toBe('from bash\n');
+});
