@@ -22,7 +22,7 @@ async function main(): Promise<void> {
   const invocation = parseCommandLine(args, process.env);
   if (invocation.kind === 'help') process.stdout.write(invocation.text);
   else if (invocation.kind === 'version') process.stdout.write(`filebus ${packageVersion()}\n`);
-  else if (invocation.implementation === 'bash') runBash(args);
+  else if (invocation.kind === 'bash') runBash(args);
   else if (invocation.command === 'producer') await runProducer(invocation);
   else await runConsumer(invocation);
 }

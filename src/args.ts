@@ -11,12 +11,13 @@ import { type BusOptions, defaults, parseBlockSize, parseSleepInterval } from '.
 
 export type Command = 'producer' | 'consumer';
 export const implementations = ['typescript', 'bash'] as const;
-export type Implementation = (typeof implementations)[number];
 
 export type Invocation =
   | { kind: 'help'; text: string }
   | { kind: 'version' }
-  | { kind: 'run'; command: Command; implementation: Implementation; options: BusOptions; verbose: number };
+  /** Hand the whole command line to the bash implementation, which answers --help and --version itself too. */
+  | { kind: 'bash' }
+  | { kind: 'run'; command: Command; options: BusOptions; verbose: number };
 
 const spec = {
   filename: { type: 'string' },
@@ -102,6 +103,11 @@ export function parseCommandLine(args: string[], env: NodeJS.ProcessEnv): Invoca
     throw new UsageError(describeParseError(error));
   }
   const { values, positionals } = parsed;
+  const implementation = values.impl ?? values.implementation ?? env.FILEBUS_IMPL ?? env.FILEBUS_IMPLEMENTATION ?? 'typescript';
+  if (!(implementations as readonly string[]).includes(implementation)) {
+    throw new UsageError(`--impl must be one of ${implementations.join(', ')}, got '${implementation}'`);
+  }
+  if (implementation === 'bash') return { kind: 'bash' };
   const [command, ...extra] = positionals;
   if (values.help) return { kind: 'help', text: command === 'producer' || command === 'consumer' ? commandHelp[command] : globalHelp };
   if (values.version) return { kind: 'version' };
@@ -111,10 +117,6 @@ export function parseCommandLine(args: string[], env: NodeJS.ProcessEnv): Invoca
   if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`);
   if (values['blocking-read'] && command !== 'producer') throw new UsageError('--blocking-read is an option of the producer');
 
-  const implementation = values.impl ?? values.implementation ?? env.FILEBUS_IMPL ?? env.FILEBUS_IMPLEMENTATION ?? 'typescript';
-  if (!(implementations as readonly string[]).includes(implementation)) {
-    throw new UsageError(`--impl must be one of ${implementations.join(', ')}, got '${implementation}'`);
-  }
   const filename = values.filename ?? env.FILEBUS_FILENAME;
   if (!filename) throw new UsageError('a bus file is required: pass --filename FILE or set FILEBUS_FILENAME');
 
@@ -124,7 +126,6 @@ export function parseCommandLine(args: string[], env: NodeJS.ProcessEnv): Invoca
   return {
     kind: 'run',
     command,
-    implementation: implementation as Implementation,
     verbose: values.verbose?.length ?? (Number.parseInt(env.FILEBUS_VERBOSE ?? '0', 10) || 0),
     options: {
       filename,
