@@ -73,15 +73,14 @@ export function run(command: string, args: string[], options: { stdin?: 'pipe' |
   child.stderr?.on('data', (data: Buffer) => {
     err += data.toString();
   });
+  // Set before the waiters run on 'close', so that a waitFor in progress sees the exit and rejects at once.
+  let done = false;
   const exited = new Promise<number>((resolve) => {
     child.on('close', (code, signal) => {
+      done = true;
       for (const waiter of waiters) waiter();
       resolve(code ?? 128 + (signal ? signalNumbers[signal] ?? 0 : 0));
     });
-  });
-  let done = false;
-  void exited.then(() => {
-    done = true;
   });
   const stdout = () => (out.length === 1 ? out[0]! : Buffer.concat(out));
   const waitFor = (predicate: (data: Buffer) => boolean, timeoutMs = 20_000) =>
@@ -163,3 +162,74 @@ export function waitForFile(file: string, timeoutMs = 10_000): Promise<void> {
 export function sha256(data: Buffer | string): string {
   return createHash('sha256').update(data).digest('hex');
 }
+
+/** CPU time (user + system) a live process has used so far, in seconds, from /proc/<pid>/stat. */
+export function cpuSeconds(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name, which is in parentheses and may hold spaces: state is field 3, utime 14, stime 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return ticks / 100; // CLK_TCK is 100 on Linux
+}
+
+/** True when `text` holds a JavaScript stack frame line ("    at fn (file:line:col)"). */
+export function hasStackTrace(text: string): boolean {
+  return /^\s+at\s/m.test(text);
+}
+
+/** Resident memory of a live process in KiB, from /proc/<pid>/status: now (VmRSS) and the peak so far (VmHWM); undefined once it has gone. */
+export function memoryKiB(pid: number): { rss: number; peak: number } | undefined {
+  let status: string;
+  try {
+    status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const field = (name: string) => Number(new RegExp(`^${name}:\\s*(\\d+)`, 'm').exec(status)?.[1] ?? NaN);
+  const rss = field('VmRSS');
+  if (Number.isNaN(rss)) return undefined; // a zombie has no memory left
+  return { rss, peak: Math.max(rss, field('VmHWM') || 0) };
+}
+
+/**
+ * Bytes a live process has passed through read(2) and write(2) so far (rchar
+ * and wchar in /proc/<pid>/io): shows, without timing guesses, that it took
+ * its input from a pipe or is stuck writing to one.
+ */
+export function ioBytes(pid: number): { read: number; written: number } {
+  const io = fs.readFileSync(`/proc/${pid}/io`, 'utf8');
+  return { read: Number(/^rchar:\s*(\d+)/m.exec(io)?.[1]), written: Number(/^wchar:\s*(\d+)/m.exec(io)?.[1]) };
+}
+
+/** True when another process holds the flock(2) lock on `lockPath` now (asks flock(1) without waiting). */
+export async function lockHeld(lockPath: string): Promise<boolean> {
+  const probe = run('flock', ['--nonblock', '--conflict-exit-code', '99', lockPath, 'true'], { stdin: 'ignore' });
+  const status = await probe.exited;
+  if (status !== 0 && status !== 99) throw new Error(`flock ${lockPath} failed (${status}): ${probe.stderr()}`);
+  return status === 99;
+}
+
+/** What the open file descriptors of a live process point at (readlink of /proc/<pid>/fd/*). */
+export function openFiles(pid: number): string[] {
+  const dir = `/proc/${pid}/fd`;
+  const links: string[] = [];
+  for (const fd of fs.readdirSync(dir)) {
+    try {
+      links.push(fs.readlinkSync(path.join(dir, fd)));
+    } catch {} // closed meanwhile
+  }
+  return links;
+}
+
+/** `promise`, or a rejection naming `what` if it has not settled within `ms`. */
+export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+export const isRoot = process.getuid?.() === 0;

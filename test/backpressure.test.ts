@@ -1,0 +1,314 @@
+/**
+ * Back-pressure mode (--back-pressure / --lossless): a lossless work queue.
+ * Every chunk goes to exactly one back-pressure consumer, each producer ends
+ * its stream with one empty chunk, and waiting costs no CPU.
+ */
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import { expect, test } from 'vitest';
+import { createConsumer, createProducer } from '../src/index.js';
+import { type Proc, cli, cpuSeconds, filebus, hasStackTrace, run, sha256, tempDir, until, waitForFile } from './helpers.js';
+
+const RECORD = 100;
+
+/** `count` unique fixed-size records: producer id and sequence number, padded, newline-terminated. */
+function records(producer: number, count: number, first = 0): Buffer[] {
+  return Array.from({ length: count }, (_, i) => {
+    const text = `producer ${producer} record ${String(first + i).padStart(6, '0')} `;
+    return Buffer.from(`${text.padEnd(RECORD - 1, '.')}\n`);
+  });
+}
+
+/** Splits output into records, failing on a partial one. */
+function split(out: Buffer, what: string): string[] {
+  expect(out.length % RECORD, `${what}: ${out.length} bytes is not a whole number of records`).toBe(0);
+  const result: string[] = [];
+  for (let i = 0; i < out.length; i += RECORD) result.push(out.subarray(i, i + RECORD).toString('latin1'));
+  return result;
+}
+
+/** Opens a file holding `data` for reading, to be a producer's stdin. */
+function inputFd(dir: string, name: string, data: Buffer): number {
+  const file = path.join(dir, name);
+  fs.writeFileSync(file, data);
+  return fs.openSync(file, 'r');
+}
+
+function busLeftovers(bus: string): string[] {
+  return [bus, `${bus}.__new__`].filter((file) => fs.existsSync(file));
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// The two tests that mostly wait come first: they leave the CPU to whatever test file runs alongside.
+test('a producer with no consumer waits without spinning, and a consumer started seconds later gets everything', async () => {
+  const dir = tempDir();
+  const bus = path.join(dir, 'bus');
+  const input = Buffer.concat(records(7, 50));
+  const fd = inputFd(dir, 'input', input);
+  const args = ['--filename', bus, '--back-pressure', '--block-size', String(RECORD)];
+  const producer = filebus([...args, 'producer'], { stdin: fd });
+  fs.closeSync(fd);
+  const started = performance.now();
+  // The first chunk is out; the producer now waits for someone to take it.
+  await waitForFile(bus);
+  await sleep(300);
+  const before = cpuSeconds(producer.child.pid!);
+  await sleep(5000);
+  const used = cpuSeconds(producer.child.pid!) - before;
+  expect(used, `CPU seconds used while waiting`).toBeLessThan(0.1);
+  expect(fs.readFileSync(bus).equals(input.subarray(0, RECORD))).toBe(true);
+
+  expect(performance.now() - started).toBeGreaterThan(2000);
+  const consumer = filebus([...args, 'consumer'], { stdin: 'ignore' });
+  expect(await consumer.exited).toBe(0);
+  expect(await producer.exited).toBe(0);
+  expect(consumer.stdout().equals(input)).toBe(true);
+  expect(busLeftovers(bus)).toEqual([]);
+});
+
+test('a back-pressure consumer waiting on an empty bus does not spin, and still gets what comes later', async () => {
+  const dir = tempDir();
+  const bus = path.join(dir, 'bus');
+  const consumer = filebus(['--filename', bus, '--back-pressure', 'consumer'], { stdin: 'ignore' });
+  await waitForFile(`${bus}.lock`);
+  await sleep(300);
+  const before = cpuSeconds(consumer.child.pid!);
+  await sleep(5000);
+  const used = cpuSeconds(consumer.child.pid!) - before;
+  expect(used, `CPU seconds used while waiting`).toBeLessThan(0.1);
+
+  const producer = filebus(['--filename', bus, '--back-pressure', 'producer']);
+  producer.child.stdin!.end('late but not lost\n');
+  expect(await consumer.exited).toBe(0);
+  expect(await producer.exited).toBe(0);
+  expect(consumer.stdout().toString()).toBe('late but not lost\n');
+});
+
+test('4 producers and 4 consumers on one bus: every record reaches exactly one consumer, and all exit 0', async () => {
+  const dir = tempDir();
+  const bus = path.join(dir, 'bus');
+  const perProducer = 1000;
+  const inputs = [0, 1, 2, 3].map((p) => records(p, perProducer));
+  const args = ['--filename', bus, '--back-pressure', '--block-size', String(RECORD)];
+  const consumers = [0, 1, 2, 3].map(() => filebus([...args, 'consumer'], { stdin: 'ignore' }));
+  const producers = inputs.map((input, p) => {
+    const fd = inputFd(dir, `input-${p}`, Buffer.concat(input));
+    const producer = filebus([...args, 'producer'], { stdin: fd });
+    fs.closeSync(fd);
+    return producer;
+  });
+  // Each producer publishes one end-of-stream chunk and each consumer exits on the first it takes:
+  // four markers end all four consumers.
+  const statuses = await Promise.all([...producers, ...consumers].map((proc) => proc.exited));
+  for (const proc of [...producers, ...consumers]) expect(proc.stderr()).toBe('');
+  expect(statuses).toEqual(Array(8).fill(0));
+
+  const got = consumers.flatMap((consumer, c) => split(consumer.stdout(), `consumer ${c}`));
+  const expected = inputs.flat().map((record) => record.toString('latin1'));
+  expect(got.length).toBe(expected.length);
+  expect(new Set(got).size).toBe(got.length); // no record twice
+  expect([...got].sort()).toEqual([...expected].sort());
+  // The work was shared: the queue is not a broadcast.
+  expect(consumers.filter((consumer) => consumer.stdout().length > 0).length).toBeGreaterThan(1);
+  // Each producer's records stay in order within any one consumer's output.
+  for (const [c, consumer] of consumers.entries()) {
+    for (let p = 0; p < 4; p++) {
+      const mine = split(consumer.stdout(), `consumer ${c}`).filter((r) => r.startsWith(`producer ${p} `));
+      expect(mine, `consumer ${c}, producer ${p}`).toEqual([...mine].sort());
+    }
+  }
+  expect(busLeftovers(bus)).toEqual([]);
+});
+
+test('a multicast consumer eavesdrops on a back-pressure bus without disturbing it', async () => {
+  const dir = tempDir();
+  const bus = path.join(dir, 'sub', 'bus');
+  const input = records(0, 2000);
+  const args = ['--filename', bus, '--block-size', String(RECORD)];
+  const eavesdropper = filebus([...args, 'consumer'], { stdin: 'ignore' });
+  await until(() => fs.existsSync(path.dirname(bus)), 10_000, 'the eavesdropper to start');
+  const consumer = filebus([...args, '--back-pressure', 'consumer'], { stdin: 'ignore' });
+  const fd = inputFd(dir, 'input', Buffer.concat(input));
+  const producer = filebus([...args, '--back-pressure', 'producer'], { stdin: fd });
+  fs.closeSync(fd);
+
+  expect(await consumer.exited).toBe(0);
+  expect(await producer.exited).toBe(0);
+  // The back-pressure consumer got everything, once, in order.
+  expect(consumer.stdout().equals(Buffer.concat(input))).toBe(true);
+  expect(busLeftovers(bus)).toEqual([]);
+
+  // The eavesdropper only ever saw whole chunks, in order: a subsequence of the records.
+  expect(eavesdropper.child.exitCode).toBeNull();
+  const heard = split(eavesdropper.stdout(), 'eavesdropper');
+  expect(heard.length).toBeGreaterThan(0);
+  const order = new Map(input.map((record, i) => [record.toString('latin1'), i]));
+  let previous = -1;
+  for (const record of heard) {
+    const index = order.get(record);
+    expect(index, `not a record: ${JSON.stringify(record)}`).toBeDefined();
+    expect(index!).toBeGreaterThan(previous);
+    previous = index!;
+  }
+  expect(eavesdropper.stderr()).toBe('');
+});
+
+/**
+ * Consumer A takes records 0-9, then its reader goes away; the rest is
+ * published only then, so whatever A had written before is known to have
+ * been read. A either notices the closed stdout while idle or fails to
+ * write the chunk it took: either way that chunk stays for consumer B.
+ */
+test.each(['a pipe to head, which exits', 'a pipe whose reader closes it'] as const)(
+  'a consumer whose stdout closes mid-stream leaves its chunk for the next consumer: %s',
+  async (how) => {
+    const dir = tempDir();
+    const bus = path.join(dir, 'bus');
+    const input = records(3, 200);
+    const all = Buffer.concat(input);
+    const args = ['--filename', bus, '--back-pressure', '--block-size', String(RECORD)];
+    const producer = filebus([...args, 'producer']);
+    const first = Buffer.concat(input.slice(0, 10));
+    let a: Proc;
+    if (how === 'a pipe to head, which exits') {
+      // The group closes its own copy of the pipe, so once "closed" is printed nobody reads it.
+      const script = 'set -o pipefail; "$0" "$@" consumer | { head -c 1000; exec 0<&-; echo closed >&2; }';
+      a = run('bash', ['-c', script, process.execPath, cli, ...args], { stdin: 'ignore' });
+      producer.child.stdin!.write(first);
+      await a.waitForBytes(1000);
+      await until(() => a.stderr().includes('closed'), 10_000, 'head to exit');
+    } else {
+      a = filebus([...args, 'consumer'], { stdin: 'ignore' });
+      producer.child.stdin!.write(first);
+      await a.waitForBytes(1000);
+      a.child.stdout!.destroy();
+    }
+    const aOut = a.stdout();
+    producer.child.stdin!.end(all.subarray(first.length));
+    expect(await a.exited).toBe(141);
+    expect(hasStackTrace(a.stderr()), a.stderr()).toBe(false);
+
+    const b = filebus([...args, 'consumer'], { stdin: 'ignore' });
+    expect(await b.exited).toBe(0);
+    expect(await producer.exited).toBe(0);
+    const bOut = b.stdout();
+    // A's output is the start of the stream, B's the end, with no gap between them.
+    expect(aOut.equals(first)).toBe(true);
+    expect(all.subarray(all.length - bOut.length).equals(bOut)).toBe(true);
+    expect(aOut.length + bOut.length).toBeGreaterThanOrEqual(all.length);
+    const seen = new Set([...split(aOut, 'A'), ...split(bOut, 'B')]);
+    for (const record of input) expect(seen.has(record.toString('latin1'))).toBe(true);
+    expect(busLeftovers(bus)).toEqual([]);
+  },
+);
+
+test('library: createConsumer({ backPressure: true }) yields each chunk, and ending the producer ends the loop', async () => {
+  const bus = path.join(tempDir(), 'bus');
+  const blockSize = 64;
+  const producer = createProducer({ filename: bus, backPressure: true, blockSize });
+  const chunks: Buffer[] = [];
+  const loop = (async () => {
+    for await (const chunk of createConsumer({ filename: bus, backPressure: true })) chunks.push(chunk as Buffer);
+  })();
+  const buffers = [Buffer.from('a'), randomBytes(64), randomBytes(200), Buffer.alloc(10), randomBytes(1000)];
+  for (const buffer of buffers) producer.write(buffer);
+  producer.end();
+  await once(producer, 'finish');
+  // The for-await loop ends on its own: the producer's end published the end-of-stream chunk.
+  await loop;
+  expect(Buffer.concat(chunks).equals(Buffer.concat(buffers))).toBe(true);
+  for (const chunk of chunks) {
+    expect(chunk.length).toBeGreaterThan(0);
+    expect(chunk.length).toBeLessThanOrEqual(blockSize);
+  }
+  expect(busLeftovers(bus)).toEqual([]);
+});
+
+test('library: a back-pressure consumer that stops iterating leaves the next chunk on the bus', async () => {
+  const dir = tempDir();
+  const bus = path.join(dir, 'bus');
+  const input = records(5, 3);
+  const args = ['--filename', bus, '--back-pressure', '--block-size', String(RECORD)];
+  const fd = inputFd(dir, 'input', Buffer.concat(input));
+  const producer = filebus([...args, 'producer'], { stdin: fd });
+  fs.closeSync(fd);
+  const taken: Buffer[] = [];
+  for await (const chunk of createConsumer({ filename: bus, backPressure: true })) {
+    taken.push(chunk as Buffer);
+    // Give the producer time to publish the next chunk, which the stream may already hold.
+    await waitForFile(bus);
+    break;
+  }
+  expect(taken.map(String)).toEqual([input[0]!.toString()]);
+  const next: Proc = filebus([...args, 'consumer'], { stdin: 'ignore' });
+  expect(await next.exited).toBe(0);
+  expect(await producer.exited).toBe(0);
+  expect(next.stdout().equals(Buffer.concat(input.slice(1)))).toBe(true);
+});
+
+test.each([
+  ['SIGTERM', 143],
+  ['SIGINT', 130],
+] as const)('a back-pressure producer blocked on a full bus, after %s, still publishes what it read, then exits without an end marker', async (signal, status) => {
+  const bus = path.join(tempDir(), 'bus');
+  const producer = filebus(['--filename', bus, '--back-pressure', 'producer']);
+  producer.child.stdin!.write('first chunk\n');
+  await waitForFile(bus);
+  // A second chunk, read but not publishable until a consumer takes the first.
+  producer.child.stdin!.write('second chunk\n');
+  await sleep(300);
+  producer.child.kill(signal);
+  // One signal: it keeps waiting for the bus, so what it read is not lost.
+  const early = await Promise.race([producer.exited, sleep(500).then(() => 'still running')]);
+  expect(early).toBe('still running');
+  const consumer = filebus(['--filename', bus, '--back-pressure', 'consumer'], { stdin: 'ignore' });
+  await consumer.waitFor((out) => out.toString() === 'first chunk\nsecond chunk\n');
+  expect(await producer.exited).toBe(status);
+  expect(producer.child.signalCode).toBeNull();
+  expect(hasStackTrace(producer.stderr()), producer.stderr()).toBe(false);
+  // No end-of-stream marker: the input did not end, so the consumer keeps waiting.
+  await until(() => !fs.existsSync(bus), 5000, 'the second chunk to be taken');
+  expect(consumer.child.exitCode).toBeNull();
+  expect(fs.existsSync(`${bus}.__new__`)).toBe(false);
+});
+
+test('a second signal ends a back-pressure producer at once, leaving the bus as it was', async () => {
+  const bus = path.join(tempDir(), 'bus');
+  const producer = filebus(['--filename', bus, '--back-pressure', 'producer']);
+  producer.child.stdin!.write('first chunk\n');
+  await waitForFile(bus);
+  producer.child.stdin!.write('second chunk\n');
+  await sleep(300);
+  producer.child.kill('SIGTERM');
+  await sleep(200);
+  producer.child.kill('SIGTERM');
+  const exited = await Promise.race([producer.exited, sleep(2000).then(() => 'still running')]);
+  expect(exited).toBe(143);
+  expect(fs.readFileSync(bus, 'utf8')).toBe('first chunk\n');
+  expect(fs.existsSync(`${bus}.__new__`)).toBe(false);
+});
+
+// Last, so that it overlaps the latency-sensitive tests of other files as little as possible.
+test('64 MiB of random bytes through one producer and one consumer arrive intact', { timeout: 120_000 }, async () => {
+  const dir = tempDir();
+  const bus = path.join(dir, 'bus');
+  const data = randomBytes(64 * 1024 * 1024);
+  const stdin = inputFd(dir, 'input', data);
+  const outFile = path.join(dir, 'output');
+  const stdout = fs.openSync(outFile, 'w');
+  const consumer = filebus(['--filename', bus, '--back-pressure', 'consumer'], { stdin: 'ignore', stdout });
+  const producer = filebus(['--filename', bus, '--back-pressure', 'producer'], { stdin });
+  fs.closeSync(stdin);
+  fs.closeSync(stdout);
+  const [producerStatus, consumerStatus] = await Promise.all([producer.exited, consumer.exited]);
+  expect(producer.stderr() + consumer.stderr()).toBe('');
+  expect(producerStatus).toBe(0);
+  expect(consumerStatus).toBe(0);
+  const out = fs.readFileSync(outFile);
+  expect(out.length).toBe(data.length);
+  expect(sha256(out)).toBe(sha256(data));
+  expect(busLeftovers(bus)).toEqual([]);
+});

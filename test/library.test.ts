@@ -1,0 +1,155 @@
+/**
+ * The library in multicast mode: a createProducer Writable feeding a
+ * createConsumer stream in the same process, and AbortSignal handling.
+ */
+import { once } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import { expect, test } from 'vitest';
+import { consume, createConsumer, createProducer } from '../src/index.js';
+import { filebus, tempDir, waitForFile } from './helpers.js';
+
+function written(stream: NodeJS.WritableStream, data: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => stream.write(data, (error) => (error ? reject(error) : resolve())));
+}
+
+test('createProducer feeds a createConsumer async iterator, one Buffer per chunk', async () => {
+  const bus = path.join(tempDir(), 'bus');
+  const producer = createProducer({ filename: bus });
+  const consumer = createConsumer({ filename: bus });
+  const chunks = consumer[Symbol.asyncIterator]();
+  try {
+    const buffers = [Buffer.from('first chunk\n'), Buffer.from([0, 1, 2, 0, 255, 0]), Buffer.alloc(4096, 'x'), Buffer.from('last')];
+    // Lock step: multicast keeps only the latest chunk, so each is read before the next is written.
+    for (const buffer of buffers) {
+      await written(producer, buffer);
+      const { value, done } = await chunks.next();
+      expect(done).toBe(false);
+      expect(Buffer.isBuffer(value)).toBe(true);
+      expect((value as Buffer).equals(buffer)).toBe(true);
+    }
+    producer.end();
+    await once(producer, 'finish');
+    // Multicast: ending the producer publishes nothing more, the last chunk stays on the bus.
+    expect(fs.readFileSync(bus, 'utf8')).toBe('last');
+    expect(fs.existsSync(`${bus}.__new__`)).toBe(false);
+  } finally {
+    consumer.destroy();
+    producer.destroy();
+  }
+});
+
+test('a library consumer reads what a CLI producer publishes, and vice versa', async () => {
+  const bus = path.join(tempDir(), 'bus');
+  const consumer = createConsumer({ filename: bus });
+  const chunks = consumer[Symbol.asyncIterator]();
+  const cliConsumer = filebus(['--filename', bus, 'consumer'], { stdin: 'ignore' });
+  const cliProducer = filebus(['--filename', bus, 'producer']);
+  const producer = createProducer({ filename: bus });
+  try {
+    cliProducer.child.stdin!.end('from the CLI\n');
+    expect(((await chunks.next()).value as Buffer).toString()).toBe('from the CLI\n');
+    await cliConsumer.waitForBytes(13);
+    await written(producer, Buffer.from('from the library\n'));
+    expect(((await chunks.next()).value as Buffer).toString()).toBe('from the library\n');
+    expect((await cliConsumer.waitForBytes(13 + 17)).toString()).toBe('from the CLI\nfrom the library\n');
+  } finally {
+    consumer.destroy();
+    producer.destroy();
+  }
+});
+
+test('an AbortSignal stops a multicast consumer that is waiting for a chunk', async () => {
+  const bus = path.join(tempDir(), 'bus');
+  const controller = new AbortController();
+  const consumer = createConsumer({ filename: bus, signal: controller.signal });
+  const seen: Buffer[] = [];
+  const loop = (async () => {
+    for await (const chunk of consumer) seen.push(chunk as Buffer);
+  })();
+  const producer = createProducer({ filename: bus });
+  try {
+    await written(producer, Buffer.from('before the abort'));
+    await expect.poll(() => seen.length).toBe(1);
+    const aborted = performance.now();
+    controller.abort();
+    await expect(loop).rejects.toMatchObject({ name: 'AbortError' });
+    expect(performance.now() - aborted).toBeLessThan(500);
+    expect(consumer.destroyed).toBe(true);
+    // Nothing is read after the abort.
+    await written(producer, Buffer.from('after the abort'));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(seen.map(String)).toEqual(['before the abort']);
+  } finally {
+    producer.destroy();
+  }
+});
+
+test('an AbortSignal stops a back-pressure consumer waiting on an empty bus, leaving later chunks alone', async () => {
+  const bus = path.join(tempDir(), 'bus');
+  const controller = new AbortController();
+  const consumer = createConsumer({ filename: bus, backPressure: true, signal: controller.signal });
+  const loop = (async () => {
+    for await (const _chunk of consumer) throw new Error('got a chunk from an empty bus');
+  })();
+  await waitForFile(`${bus}.lock`);
+  controller.abort();
+  await expect(loop).rejects.toMatchObject({ name: 'AbortError' });
+  // The stopped consumer takes nothing: a chunk published now stays for someone else.
+  const producer = filebus(['--filename', bus, '--back-pressure', 'producer']);
+  producer.child.stdin!.write('still here');
+  await waitForFile(bus);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  expect(fs.readFileSync(bus, 'utf8')).toBe('still here');
+});
+
+test('consume() with an already aborted signal rejects with its reason, and an abort later stops it', async () => {
+  const bus = path.join(tempDir(), 'bus');
+  const reason = new Error('stop now');
+  await expect(consume({ filename: bus, signal: AbortSignal.abort(reason) }, async () => {})).rejects.toBe(reason);
+
+  const controller = new AbortController();
+  const running = consume({ filename: bus, signal: controller.signal }, async () => {});
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  const later = new Error('stop later');
+  controller.abort(later);
+  await expect(running).rejects.toBe(later);
+});
+
+test('an AbortSignal stops a back-pressure producer blocked on a full bus', async () => {
+  const bus = path.join(tempDir(), 'bus');
+  const controller = new AbortController();
+  const producer = createProducer({ filename: bus, backPressure: true, signal: controller.signal });
+  const errored = once(producer, 'error');
+  producer.write(Buffer.from('one'));
+  producer.write(Buffer.from('two'));
+  await waitForFile(bus);
+  // 'one' is on the bus; 'two' waits for a consumer that never comes.
+  controller.abort();
+  const [error] = await errored;
+  expect((error as Error).name).toBe('AbortError');
+  expect(producer.destroyed).toBe(true);
+  expect(fs.readFileSync(bus, 'utf8')).toBe('one');
+  expect(fs.existsSync(`${bus}.__new__`)).toBe(false);
+});
+
+test.each([0, 1.5, -5, Number.NaN])('createProducer({ blockSize: %s }) throws a UsageError naming the block size', (blockSize) => {
+  const bus = path.join(tempDir(), 'bus');
+  let thrown: unknown;
+  try {
+    createProducer({ filename: bus, blockSize }).destroy();
+  } catch (error) {
+    thrown = error;
+  }
+  expect(thrown).toBeInstanceOf(Error);
+  expect((thrown as Error).message).toMatch(/block-size/);
+  expect((thrown as Error).name).toBe('UsageError');
+  expect((thrown as { exitCode: number }).exitCode).toBe(2);
+});
+
+test('createProducer without a filename, or with a negative sleep interval, throws a UsageError', () => {
+  const bus = path.join(tempDir(), 'bus');
+  expect(() => createProducer({ filename: '' })).toThrow(/bus file is required/);
+  expect(() => createProducer({ filename: bus, sleepInterval: -1 })).toThrow(/sleep-interval/);
+  expect(fs.existsSync(bus)).toBe(false);
+});
