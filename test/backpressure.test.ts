@@ -249,17 +249,22 @@ test('library: a back-pressure consumer that stops iterating leaves the next chu
   expect(next.stdout().equals(Buffer.concat(input.slice(1)))).toBe(true);
 });
 
-test.each([
-  ['SIGTERM', 143],
-  ['SIGINT', 130],
-] as const)('a back-pressure producer blocked on a full bus, after %s, still publishes what it read, then exits without an end marker', async (signal, status) => {
+/** A back-pressure producer that published one chunk and holds a second, read but not publishable until a consumer comes. */
+async function producerBlockedOnFullBus(): Promise<{ bus: string; producer: Proc }> {
   const bus = path.join(tempDir(), 'bus');
   const producer = filebus(['--filename', bus, '--back-pressure', 'producer']);
   producer.child.stdin!.write('first chunk\n');
   await waitForFile(bus);
-  // A second chunk, read but not publishable until a consumer takes the first.
   producer.child.stdin!.write('second chunk\n');
   await sleep(300);
+  return { bus, producer };
+}
+
+test.each([
+  ['SIGTERM', 143],
+  ['SIGINT', 130],
+] as const)('a back-pressure producer blocked on a full bus, after %s, still publishes what it read, then exits without an end marker', async (signal, status) => {
+  const { bus, producer } = await producerBlockedOnFullBus();
   producer.child.kill(signal);
   // One signal: it keeps waiting for the bus, so what it read is not lost.
   const early = await Promise.race([producer.exited, sleep(500).then(() => 'still running')]);
@@ -276,12 +281,7 @@ test.each([
 });
 
 test('a second signal ends a back-pressure producer at once, leaving the bus as it was', async () => {
-  const bus = path.join(tempDir(), 'bus');
-  const producer = filebus(['--filename', bus, '--back-pressure', 'producer']);
-  producer.child.stdin!.write('first chunk\n');
-  await waitForFile(bus);
-  producer.child.stdin!.write('second chunk\n');
-  await sleep(300);
+  const { bus, producer } = await producerBlockedOnFullBus();
   producer.child.kill('SIGTERM');
   await sleep(200);
   producer.child.kill('SIGTERM');
