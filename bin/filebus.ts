@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { type Invocation, parseCommandLine } from '../src/args.js';
-import { UsageError } from '../src/errors.js';
+import { UsageError, busError, errnoCode } from '../src/errors.js';
 
 type Run = Extract<Invocation, { kind: 'run' }>;
 
@@ -104,7 +104,8 @@ async function runConsumer({ options, verbose }: Run): Promise<void> {
     exitStatus = 141;
     stop.abort();
   };
-  process.stdout.on('error', stdoutGone);
+  // Errors also reach the write callback below, which tells them apart.
+  process.stdout.on('error', () => {});
   const stdoutStat = fs.fstatSync(1);
   if (stdoutStat.isFIFO() || stdoutStat.isSocket()) {
     setInterval(() => peerClosed(1) && stdoutGone(), 200).unref();
@@ -117,10 +118,11 @@ async function runConsumer({ options, verbose }: Run): Promise<void> {
       stop.signal.addEventListener('abort', onAbort, { once: true });
       process.stdout.write(chunk, (error) => {
         stop.signal.removeEventListener('abort', onAbort);
-        if (error) {
-          stdoutGone();
-          reject(error);
-        } else resolve();
+        if (!error) return resolve();
+        // Only a reader that went away is the quiet SIGPIPE-like ending; a
+        // full disk or an I/O error under stdout is an error to report.
+        if (errnoCode(error) === 'EPIPE') stdoutGone();
+        reject(errnoCode(error) === 'EPIPE' ? error : busError('write', 'standard output', error));
       });
     });
   log(verbose, `consumer on ${options.filename} (${options.backPressure ? 'back-pressure' : 'multicast'})`);

@@ -4,7 +4,8 @@
  * before anything waits.
  */
 import fs from 'node:fs';
-import { BusError, busError } from './errors.js';
+import path from 'node:path';
+import { BusError, busError, errnoCode } from './errors.js';
 import { BusLock } from './lock.js';
 import { type BusOptions, type ResolvedOptions, resolveOptions } from './options.js';
 import { BusWatcher } from './watch.js';
@@ -27,7 +28,7 @@ export function openBus(busOptions: BusOptions, role: BusRole): Bus {
   try {
     fs.mkdirSync(paths.dir, { recursive: true });
   } catch (error) {
-    throw busError('create the directory', paths.dir, error);
+    throw busError('create the directory', paths.dir, notDirectory(paths.dir, error));
   }
   checkRegular(paths.file);
   const lock = new BusLock(paths.lock);
@@ -60,4 +61,20 @@ export function checkRegular(file: string, stats?: fs.Stats | fs.BigIntStats): v
   if (st === undefined || st.isFile()) return;
   const kind = st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : 'not a regular file';
   throw new BusError(`${file} is ${kind}; the bus file must be a regular file`, file, { code: 'EFTYPE' });
+}
+
+/**
+ * mkdir -p reports EEXIST when a component is a file (or a dangling link);
+ * name the component that is in the way and say what is wrong with it.
+ */
+function notDirectory(dir: string, error: unknown): unknown {
+  if (errnoCode(error) !== 'EEXIST') return error;
+  for (let component = dir; component !== path.dirname(component); component = path.dirname(component)) {
+    const st = fs.statSync(component, { throwIfNoEntry: false });
+    if (st?.isDirectory()) break;
+    if (fs.lstatSync(component, { throwIfNoEntry: false })) {
+      return Object.assign(new Error(`${component} is not a directory`), { code: 'ENOTDIR' });
+    }
+  }
+  return error;
 }

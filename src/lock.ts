@@ -5,7 +5,7 @@
  * it stuck.
  */
 import fs from 'node:fs';
-import { busError } from './errors.js';
+import { BusError, busError, errnoCode } from './errors.js';
 import { EINTR, EWOULDBLOCK, LOCK_EX, LOCK_NB, LOCK_UN, flock, flockOffThread } from './libc.js';
 
 /** How long to retry a contended lock before waiting for it on a worker thread. */
@@ -75,13 +75,20 @@ export class BusLock {
     if (this.#fd >= 0) return;
     let fd: number;
     try {
-      // Append mode creates a missing lock file without truncating it; its
-      // content means nothing.
-      fd = fs.openSync(this.path, 'a');
+      // Append mode creates a missing lock file without truncating it (its
+      // content means nothing); O_NONBLOCK keeps a FIFO in its place from
+      // hanging the open until a reader comes.
+      fd = fs.openSync(this.path, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_APPEND | fs.constants.O_NONBLOCK, 0o666);
     } catch (error) {
+      // ENXIO: a FIFO with no reader.
+      if (errnoCode(error) === 'ENXIO') throw notRegular(this.path, 'a FIFO');
       throw busError('open the lock file', this.path, error);
     }
     const st = fs.fstatSync(fd);
+    if (!st.isFile()) {
+      fs.closeSync(fd);
+      throw notRegular(this.path, st.isFIFO() ? 'a FIFO' : 'not a regular file');
+    }
     this.#fd = fd;
     this.#dev = st.dev;
     this.#ino = st.ino;
@@ -170,4 +177,8 @@ function settle(result: number): number {
 
 function errnoName(errno: number): string {
   return ({ 9: 'EBADF', 22: 'EINVAL', 37: 'ENOLCK', 95: 'EOPNOTSUPP' } as Record<number, string>)[errno] ?? `E${errno}`;
+}
+
+function notRegular(file: string, kind: string): BusError {
+  return new BusError(`${file} is ${kind}; the lock file must be a regular file`, file, { code: 'EFTYPE' });
 }
