@@ -102,26 +102,10 @@ parse_bool() { # name value -> REPLY=0/1
 	esac
 }
 
-filename=${FILEBUS_FILENAME-}
-back_pressure=0
-parse_bool FILEBUS_BACK_PRESSURE "${FILEBUS_BACK_PRESSURE-}" && back_pressure=$REPLY
-block_size_arg=${FILEBUS_BLOCK_SIZE:-4096}
-block_size_src=FILEBUS_BLOCK_SIZE
-sleep_interval=${FILEBUS_SLEEP_INTERVAL:-0.1}
-sleep_interval_src=FILEBUS_SLEEP_INTERVAL
-monitoring=1
-parse_bool FILEBUS_NO_FILE_MONITORING "${FILEBUS_NO_FILE_MONITORING-}"
-((REPLY)) && monitoring=0
-if [[ -n ${FILEBUS_FILE_MONITORING-} ]]; then
-	parse_bool FILEBUS_FILE_MONITORING "$FILEBUS_FILE_MONITORING"
-	((REPLY)) || monitoring=0
-fi
-case ${FILEBUS_VERBOSE-} in
-'') verbose=0 ;;
-*[!0-9]*) parse_bool FILEBUS_VERBOSE "$FILEBUS_VERBOSE" && verbose=$REPLY ;;
-*) verbose=$((10#$FILEBUS_VERBOSE)) ;;
-esac
-
+# Left unset until the command line sets them; the environment fills in
+# the rest afterwards, so a bad variable cannot break an explicit option.
+unset filename back_pressure block_size_arg sleep_interval monitoring
+verbose=0
 command=
 while (($#)); do
 	arg=$1
@@ -155,8 +139,10 @@ while (($#)); do
 		esac
 		;;
 	-h) print_help && exit 0 ;;
-	-v | -vv | -vvv) ((verbose += ${#opt} - 1)) ;;
-	-*) usage_error "unknown option '$arg'" ;;
+	-*)
+		[[ $opt =~ ^-v+$ ]] || usage_error "unknown option '$arg'"
+		((verbose += ${#opt} - 1))
+		;;
 	producer | consumer)
 		command=$arg
 		break
@@ -172,6 +158,32 @@ for arg in "$@"; do
 	*) usage_error "unknown option '$arg' for $command" ;;
 	esac
 done
+
+[[ -v filename ]] || filename=${FILEBUS_FILENAME-}
+if [[ ! -v back_pressure ]]; then
+	parse_bool FILEBUS_BACK_PRESSURE "${FILEBUS_BACK_PRESSURE-}"
+	back_pressure=$REPLY
+fi
+if [[ ! -v block_size_arg ]]; then
+	block_size_arg=${FILEBUS_BLOCK_SIZE:-4096} block_size_src=FILEBUS_BLOCK_SIZE
+fi
+if [[ ! -v sleep_interval ]]; then
+	sleep_interval=${FILEBUS_SLEEP_INTERVAL:-0.1} sleep_interval_src=FILEBUS_SLEEP_INTERVAL
+fi
+if [[ ! -v monitoring ]]; then
+	parse_bool FILEBUS_NO_FILE_MONITORING "${FILEBUS_NO_FILE_MONITORING-}"
+	monitoring=$((!REPLY))
+	if ((monitoring)) && [[ -n ${FILEBUS_FILE_MONITORING-} ]]; then
+		parse_bool FILEBUS_FILE_MONITORING "$FILEBUS_FILE_MONITORING"
+		monitoring=$REPLY
+	fi
+fi
+if ((verbose == 0)); then
+	case ${FILEBUS_VERBOSE-} in
+	'' | *[!0-9]*) parse_bool FILEBUS_VERBOSE "${FILEBUS_VERBOSE-}" && verbose=$REPLY ;;
+	*) verbose=$((10#$FILEBUS_VERBOSE)) ;;
+	esac
+fi
 
 [[ -n $filename ]] || usage_error "--filename is required"
 # At most 15 digits keeps the arithmetic below far from 64-bit overflow.
@@ -195,18 +207,32 @@ if [[ $F == */* ]]; then dir=${F%/*}; else dir=.; fi
 dir=${dir:-/}
 
 # ------------------------------------------------------ children, signals
+#
+# No $(...), <(...) or >(...) below: bash 5.2 parses their text when it
+# expands them, and a trapped signal that arrives meanwhile runs its trap
+# inside the parser, which fails with a syntax error: the signal is lost and
+# `kill` does not stop us.  Output of commands comes back through a pipe or
+# a file of our own instead (see make_private_files).
 
-helper_pid= # a child we wait for (flock, cat); killed if we are
-ino_fd='' ino_pid=''
-sleep_fd=
-lock_fd=
+helper_pid=''  # a child we wait for (flock, cat): killed if we are
+ino_pid=''     # inotifywait
+ino_fd=''      # its events, one file name a line
+sleep_fd=''    # a pipe that never has data: read -t on it is a sleep
+io_fd=''       # a pipe for the output of stat and mkdir
+spool_fd=''    # a private regular file for the producer's input
+private=''     # the directory that held those until they were open
+lock_fd=''
 staging=0 # 1 while we hold the lock and F.__new__ may be half written
 
 # shellcheck disable=SC2317 # only called from traps
 cleanup() {
-	if [[ -n $helper_pid ]]; then kill "$helper_pid" 2>/dev/null; fi
-	if [[ -n $ino_pid ]]; then kill "$ino_pid" 2>/dev/null; fi
+	local pid
+	for pid in $helper_pid $ino_pid; do
+		# Reaped too, so that no zombie outlives us.
+		kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+	done
 	if ((staging)); then rm -f -- "$stage"; fi
+	if [[ -n $private ]]; then rm -rf -- "$private"; fi
 }
 # shellcheck disable=SC2317 # only called from traps
 on_signal() {
@@ -229,26 +255,52 @@ run_child() {
 	helper_pid=$!
 	wait "$helper_pid"
 	local rc=$?
-	helper_pid=
+	helper_pid=''
 	return "$rc"
+}
+
+# Two FIFOs and a spool file, open for reading and writing (so a FIFO never
+# blocks nor ends); their names go away once inotifywait has opened its own.
+make_private_files() {
+	local try
+	for try in 1 2 3 4 5 6 7 8; do
+		private=${TMPDIR:-/tmp}/filebus.$$.$RANDOM$try
+		mkdir -m 700 -- "$private" 2>/dev/null && break
+		private=''
+	done
+	[[ -n $private ]] || die "cannot create a private directory in '${TMPDIR:-/tmp}'"
+	mkfifo -- "$private/sleep" "$private/io" "$private/events" ||
+		die "cannot create FIFOs in '$private'"
+	exec {sleep_fd}<>"$private/sleep" {io_fd}<>"$private/io" {spool_fd}<>"$private/spool"
+}
+drop_private_names() {
+	rm -rf -- "$private"
+	private=''
+}
+
+# stat of $2 in format $1 into REPLY; fails if $2 cannot be stat'ed.
+stat_to_reply() {
+	stat -L -c "$1" -- "$2" 2>/dev/null 1>&"$io_fd" && IFS= read -r -u "$io_fd" REPLY
 }
 
 # ---------------------------------------------------------------- waiting
 
 # One inotifywait for the whole run, on the directory: F itself is replaced
-# by every chunk.  Its events are only hints to check the bus early.
+# by every chunk.  Its events are only hints to check the bus early; if it
+# dies, reads time out and we are back to polling.
 start_monitor() {
 	((monitoring)) || return 0
 	if ! command -v inotifywait >/dev/null; then
 		log "inotifywait not found, polling every ${sleep_interval}s"
 		return 0
 	fi
-	exec {ino_fd}< <(exec inotifywait -m -e create,moved_to,delete,moved_from,close_write \
-		--format %f -- "$dir" </dev/null 2>&1)
+	exec {ino_fd}<>"$private/events"
+	inotifywait -m -e create,moved_to,delete,moved_from,close_write --format %f -- "$dir" \
+		</dev/null >"$private/events" 2>&1 &
 	ino_pid=$!
 	# Until the watch is in place events would be lost, so wait for it
 	# before the first check of the bus.
-	local line=
+	local line=''
 	while IFS= read -r -t 10 -u "$ino_fd" line; do
 		case $line in
 		'Watches established.')
@@ -260,42 +312,35 @@ start_monitor() {
 		esac
 	done
 	log "inotifywait failed (${line:-no answer}), polling every ${sleep_interval}s"
-	stop_monitor
-}
-stop_monitor() {
+	kill "$ino_pid" 2>/dev/null && wait "$ino_pid" 2>/dev/null
 	exec {ino_fd}<&-
-	kill "$ino_pid" 2>/dev/null
 	ino_fd='' ino_pid=''
 }
 
-# Sleep without forking: read from a pipe that we hold the write end of, so
-# it never has data nor end of file, and the timeout is the sleep.
-if ! { exec {sleep_fd}<> <(:); } 2>/dev/null; then sleep_fd=; fi
+# Polling step without notifications.  In a work queue the other side
+# usually answers within milliseconds of our last move, so poll fast right
+# after one (see active) and back off to --sleep-interval.
+poll_us=$sleep_us
+active() { ((!back_pressure)) || poll_us=1000; }
 
 # Return after a notification about F, or after --sleep-interval at most.
 wait_for_bus() {
-	local deadline=$((${EPOCHREALTIME/./} + sleep_us)) remaining t line rc
+	local wait_us=$sleep_us remaining t line deadline
+	if [[ -z $ino_fd ]] && ((poll_us < sleep_us)); then
+		wait_us=$poll_us
+		poll_us=$((poll_us * 2))
+	fi
+	deadline=$((${EPOCHREALTIME/./} + wait_us))
 	while :; do
 		remaining=$((deadline - ${EPOCHREALTIME/./}))
 		((remaining > 0)) || break
 		printf -v t '%d.%06d' $((remaining / 1000000)) $((remaining % 1000000))
-		if [[ -n $ino_fd ]]; then
-			IFS= read -r -t "$t" -u "$ino_fd" line
-			rc=$?
-			if ((rc == 0)); then
-				[[ $line == "$base" ]] && break
-				continue # another file in the directory
-			fi
-			((rc > 128)) && return 0 # timed out
-			log "inotifywait ended, polling every ${sleep_interval}s"
-			stop_monitor
-		elif [[ -n $sleep_fd ]]; then
+		if [[ -z $ino_fd ]]; then
 			read -r -t "$t" -u "$sleep_fd" line
 			return 0
-		else
-			sleep "$t"
-			return 0
 		fi
+		IFS= read -r -t "$t" -u "$ino_fd" line || return 0 # timed out
+		[[ $line == "$base" ]] && break # else another file in the directory
 	done
 	# Events already queued describe changes that the next check sees anyway.
 	if [[ -n $ino_fd ]]; then
@@ -310,9 +355,11 @@ prepare_bus() { # needs_lock
 	[[ -n $base ]] || die "'$F' names a directory, not a file"
 	if [[ ! -d $dir ]]; then
 		[[ -e $dir ]] && die "cannot use '$F': '$dir' is not a directory"
-		local err
-		err=$(mkdir -p -- "$dir" 2>&1) ||
+		if ! mkdir -p -- "$dir" 2>&"$io_fd"; then
+			local err=''
+			IFS= read -r -t 1 -u "$io_fd" err
 			die "cannot use '$F': cannot create directory '$dir': ${err##*: }"
+		fi
 	fi
 	[[ -d $F ]] && die "cannot use '$F': it is a directory"
 	[[ -p $F ]] && die "cannot use '$F': it is a FIFO, not a regular file"
@@ -343,19 +390,15 @@ lock_bus() {
 # it (flock, mv) have all exited by now.
 unlock_bus() {
 	exec {lock_fd}>&-
-	lock_fd=
+	lock_fd=''
 }
 
 bus_exists() { [[ -e $F || -L $F ]]; }
 
 # ------------------------------------------------------------- producer
 
-chunk=()    # pieces of the next chunk, joined only when it is written
-chunk_len=0 # its length in bytes
-deadline=0  # when the oldest line in it must be published, microseconds
-
 # The one way any chunk, the empty end-of-stream one included, gets out.
-publish() {
+publish() { # bytes
 	while :; do
 		if ((back_pressure)); then
 			while bus_exists; do wait_for_bus; done
@@ -367,72 +410,91 @@ publish() {
 			continue
 		fi
 		staging=1
-		{ printf '%s' "${chunk[@]}" >"$stage"; } 2>/dev/null ||
-			die "cannot write '$stage'"
+		{ printf '%s' "$1" >"$stage"; } 2>/dev/null || die "cannot write '$stage'"
 		mv -f -- "$stage" "$F" || die "cannot rename '$stage' to '$F'"
 		staging=0
 		unlock_bus
 		break
 	done
-	log "published $chunk_len bytes" 2
-	chunk=()
-	chunk_len=0
+	active
+	log "published ${#1} bytes" 2
 }
 
-# Chunks hold whole lines.  A line longer than --block-size is the exception:
-# it starts a chunk of its own and is split into --block-size pieces, so that
-# no chunk is ever larger than --block-size (PROTOCOL.md: "at most").
-add_text() {
-	local text=$1 n=${#1} off=0 take
-	while ((off < n)); do
-		if ((chunk_len > 0 && chunk_len + n - off > block_size)); then
-			publish
-			continue
-		fi
-		take=$((n - off))
-		((take <= block_size - chunk_len)) || take=$((block_size - chunk_len))
-		((chunk_len)) || deadline=$((${EPOCHREALTIME/./} + sleep_us))
-		chunk+=("${text:off:take}")
-		((chunk_len += take, off += take))
-		((chunk_len < block_size)) || publish
+buf=''     # input not published yet; may end in an incomplete line
+deadline=0 # when the oldest complete line in buf is due, microseconds
+
+# Chunks hold whole lines.  The exception is a line longer than --block-size:
+# it is split into --block-size pieces (the first starts a chunk), so that no
+# chunk is ever larger than --block-size (PROTOCOL.md: "at most").
+flush() { # at_end
+	local head cut
+	while ((${#buf} >= block_size)); do
+		head=${buf:0:block_size}
+		if [[ $head == *$'\n'* ]]; then cut=${head%$'\n'*}$'\n'; else cut=$head; fi
+		publish "$cut"
+		buf=${buf:${#cut}}
+		# What is left came in with the read just done, near enough.
+		deadline=$((${EPOCHREALTIME/./} + sleep_us))
 	done
+	[[ -n $buf ]] || return 0
+	if (($1)); then
+		# A last line without a newline goes out as it is.
+		publish "$buf"
+		buf=''
+	elif ((${EPOCHREALTIME/./} >= deadline)) && [[ $buf == *$'\n'* ]]; then
+		cut=${buf%$'\n'*}$'\n'
+		publish "$cut"
+		buf=${buf:${#cut}}
+		# An incomplete line left behind gets a new deadline rather than going
+		# the moment it is whole: chunks following each other within
+		# milliseconds are lost by every multicast consumer.
+		deadline=$((${EPOCHREALTIME/./} + sleep_us))
+	fi
 }
 
+# bash reads a pipe one byte per read(2), far too slow for bulk input.  So
+# wait for input with a 1-byte read (which has a timeout), then take whatever
+# else is ready with a single dd read of up to 64 KiB into the spool file,
+# which mapfile reads back in large blocks: one fork per burst of input
+# instead of a syscall per byte.  dd shares our stdin offset, so a regular
+# file as input works the same.
 produce() {
-	local line pending='' rc remaining t
+	local c rc remaining t data parts
 	while :; do
-		if ((chunk_len)); then
+		flush 0
+		if [[ $buf == *$'\n'* ]]; then
 			# The deadline runs from the oldest buffered line, not from the
 			# last input: a steady trickle must not hold lines back.
 			remaining=$((deadline - ${EPOCHREALTIME/./}))
-			if ((remaining <= 0)); then
-				publish
-				continue
-			fi
+			((remaining > 0)) || remaining=1
 			printf -v t '%d.%06d' $((remaining / 1000000)) $((remaining % 1000000))
-			IFS= read -r -t "$t" line
+			IFS= read -r -d '' -N 1 -t "$t" c
 			rc=$?
 		else
-			IFS= read -r line
+			IFS= read -r -d '' -N 1 c
 			rc=$?
 		fi
-		if ((rc == 0)); then
-			add_text "$pending$line"$'\n'
-			pending=
-		elif ((rc > 128)); then
-			# Timed out: read kept the start of a line; it waits for its end.
-			pending+=$line
-		else
-			# End of input; a last line without newline goes out as it is.
-			pending+=$line
-			[[ -z $pending ]] || add_text "$pending"
-			break
+		# A read that timed out may still have taken a byte.  c is empty for
+		# a NUL byte, which bash cannot hold.
+		[[ -n $buf ]] || deadline=$((${EPOCHREALTIME/./} + sleep_us))
+		buf+=$c
+		if { ((rc == 0)) || [[ -n $c ]]; } && read -r -t 0; then
+			# Opening /dev/fd/N opens the spool file afresh: truncated for
+			# dd, from its start for mapfile.
+			dd bs=65536 count=1 status=none >"/dev/fd/$spool_fd" ||
+				die "cannot read standard input"
+			# NUL bytes split the input into several parts; they are dropped.
+			mapfile -d '' -t parts <"/dev/fd/$spool_fd"
+			printf -v data '%s' "${parts[@]}"
+			buf+=$data
 		fi
+		((rc > 128)) && continue # timed out: time to flush
+		((rc == 0)) || break     # end of input
 	done
-	((chunk_len == 0)) || publish
+	flush 1
 	if ((back_pressure)); then
 		log "end of input, publishing the end-of-stream chunk"
-		publish
+		publish ''
 	fi
 }
 
@@ -452,22 +514,24 @@ emit() {
 	exit "$rc"
 }
 
-# Lossy and lock-free: emit F whenever its identity changes.
+# Lossy and lock-free: emit F whenever its identity changes.  The identity
+# of the open file is what we remember, since the bytes come from it.  Only
+# a path that looks new is opened: fstat of a chunk that is replaced right
+# after the open shows a new change time (its link count dropped) and would
+# make it look new once more.
 consume_multicast() {
-	local last='' id fd
+	local last='' fd
 	while :; do
-		if bus_exists && id=$(stat -c "$ID_FORMAT" -- "$F" 2>/dev/null) &&
-			[[ $id != "$last" ]] && { exec {fd}<"$F"; } 2>/dev/null; then
-			# What we read is the open file, which may be newer than the
-			# file we just looked at: remember the identity of that one.
-			if id=$(stat -L -c "$ID_FORMAT" "/dev/fd/$fd") && [[ $id != "$last" ]]; then
+		# -f: never open (and hang on) a FIFO that replaced the bus.
+		if [[ -f $F ]] && stat_to_reply "$ID_FORMAT" "$F" && [[ $REPLY != "$last" ]] &&
+			{ exec {fd}<"$F"; } 2>/dev/null; then
+			if stat_to_reply "$ID_FORMAT" "/dev/fd/$fd" && [[ $REPLY != "$last" ]]; then
+				last=$REPLY
 				emit "$fd"
-				log "emitted chunk $id" 2
-				last=$id
+				log "emitted chunk $last" 2
 			fi
 			exec {fd}<&-
-			continue # check again at once: more may have come meanwhile
-		fi
+		fi # else no new chunk, or a back-pressure consumer just took it
 		wait_for_bus
 	done
 }
@@ -491,6 +555,7 @@ consume_back_pressure() {
 				rm -f -- "$F"
 				exec {fd}<&-
 				unlock_bus
+				active
 				log "consumed a chunk" 2
 				continue
 			fi
@@ -505,16 +570,19 @@ consume_back_pressure() {
 mode=multicast
 ((back_pressure)) && mode=back-pressure
 log "$command on '$F', $mode mode, block size $block_size, sleep interval ${sleep_interval}s"
+make_private_files
 case $command in
 producer)
 	prepare_bus 1
 	# Only a back-pressure producer ever waits for the bus.
 	((back_pressure)) && start_monitor
+	drop_private_names
 	produce
 	;;
 consumer)
 	prepare_bus "$back_pressure"
 	start_monitor
+	drop_private_names
 	if ((back_pressure)); then consume_back_pressure; else consume_multicast; fi
 	;;
 esac
