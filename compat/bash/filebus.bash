@@ -259,14 +259,17 @@ run_child() {
 	return "$rc"
 }
 
-# Two FIFOs and a spool file, open for reading and writing (so a FIFO never
-# blocks nor ends); their names go away once inotifywait has opened its own.
+# FIFOs and a spool file in a directory of our own, open for reading and
+# writing (so a FIFO never blocks nor ends).  The names go away as soon as
+# inotifywait has opened its FIFO: nothing is left to clean up after us.
 make_private_files() {
-	local try
-	for try in 1 2 3 4 5 6 7 8; do
-		private=${TMPDIR:-/tmp}/filebus.$$.$RANDOM$try
-		mkdir -m 700 -- "$private" 2>/dev/null && break
-		private=''
+	local tmp try
+	for tmp in "${TMPDIR:-/tmp}" /tmp; do
+		for try in 1 2 3 4; do
+			private=$tmp/filebus.$$.$RANDOM$try
+			mkdir -m 700 -- "$private" 2>/dev/null && break 2
+			private=''
+		done
 	done
 	[[ -n $private ]] || die "cannot create a private directory in '${TMPDIR:-/tmp}'"
 	mkfifo -- "$private/sleep" "$private/io" "$private/events" ||
@@ -300,16 +303,23 @@ start_monitor() {
 	ino_pid=$!
 	# Until the watch is in place events would be lost, so wait for it
 	# before the first check of the bus.
-	local line=''
-	while IFS= read -r -t 10 -u "$ino_fd" line; do
-		case $line in
-		'Watches established.')
-			log "watching $dir with inotifywait (pid $ino_pid)"
-			return 0
-			;;
-		'Setting up watches.') ;;
-		*) break ;;
-		esac
+	# We hold a write end of its FIFO too, so its death shows as silence,
+	# not as end of file.
+	local line='' tries=0
+	while ((tries++ < 100)); do
+		if IFS= read -r -t 0.1 -u "$ino_fd" line; then
+			case $line in
+			'Watches established.')
+				log "watching $dir with inotifywait (pid $ino_pid)"
+				return 0
+				;;
+			'Setting up watches.') ;;
+			*) break ;;
+			esac
+		else
+			line=''
+			kill -0 "$ino_pid" 2>/dev/null || break
+		fi
 	done
 	log "inotifywait failed (${line:-no answer}), polling every ${sleep_interval}s"
 	kill "$ino_pid" 2>/dev/null && wait "$ino_pid" 2>/dev/null
