@@ -111,7 +111,7 @@ async function runConsumer({ options, verbose }: Run): Promise<void> {
     setInterval(() => peerClosed(1) && stdoutGone(), 200).unref();
   }
   // Room for a whole chunk in the pipe: one write, one wake-up of the reader.
-  if (stdoutStat.isFIFO() && options.blockSize! > 65536) growPipe(1, Math.min(options.blockSize!, 1 << 20));
+  if (stdoutStat.isFIFO() && options.blockSize > 65536) growPipe(1, Math.min(options.blockSize, 1 << 20));
   const writeOut = (chunk: Buffer): Promise<void> =>
     new Promise((resolve, reject) => {
       const onAbort = () => reject(stop.signal.reason);

@@ -17,7 +17,7 @@ export type Invocation =
   | { kind: 'version' }
   /** Hand the whole command line to the bash implementation, which answers --help and --version itself too. */
   | { kind: 'bash' }
-  | { kind: 'run'; command: Command; options: BusOptions; verbose: number };
+  | { kind: 'run'; command: Command; options: BusOptions & { blockSize: number }; verbose: number };
 
 const spec = {
   filename: { type: 'string' },

@@ -24,10 +24,6 @@ export class BusLock {
     this.path = lockPath;
   }
 
-  get held(): boolean {
-    return this.#held;
-  }
-
   /**
    * Takes the lock, waiting as long as another process holds it. The fd on
    * `F.lock` stays open between acquisitions (one open per process, not per
