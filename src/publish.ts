@@ -37,17 +37,28 @@ function stageAndRename(paths: BusPaths, chunk: Uint8Array): void {
   } catch (error) {
     throw busError('create', paths.staging, error);
   }
+  // On any failure the previous chunk at F is untouched; the partial one is dropped.
   try {
     let written = 0;
     while (written < chunk.length) written += fs.writeSync(fd, chunk, written);
+  } catch (error) {
+    closeQuietly(fd);
+    removeQuietly(paths.staging);
+    throw busError('write', paths.staging, error);
+  }
+  try {
+    // Some file systems (NFS) report a full disk only here. Linux frees the
+    // fd even when close fails, so it is never closed twice.
     fs.closeSync(fd);
-    fd = -1;
+  } catch (error) {
+    removeQuietly(paths.staging);
+    throw busError('write', paths.staging, error);
+  }
+  try {
     fs.renameSync(paths.staging, paths.file);
   } catch (error) {
-    if (fd >= 0) closeQuietly(fd);
-    // The previous chunk at F is untouched; drop the partial one.
     removeQuietly(paths.staging);
-    throw busError(fd >= 0 ? 'write' : 'publish', paths.staging, error);
+    throw busError('publish', paths.staging, error);
   }
 }
 
