@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { type Invocation, parseCommandLine } from '../src/args.js';
+import { type Invocation, parseCommandLine } from '../src/cli/args.js';
 import { UsageError, busError, errnoCode } from '../src/errors.js';
 
 type Run = Extract<Invocation, { kind: 'run' }>;
@@ -62,7 +62,7 @@ function onSignals(onFirst: (status: number) => void): void {
 
 async function runProducer({ options, verbose }: Run): Promise<void> {
   const { createProducer, produceFrom } = await import('../src/producer.js');
-  const producer = createProducer(options);
+  const producer = createProducer({ ...options, log: logger(verbose) });
   const finished = new Promise<void>((resolve, reject) => {
     producer.on('finish', resolve);
     producer.on('error', reject);
@@ -91,7 +91,7 @@ async function runProducer({ options, verbose }: Run): Promise<void> {
 
 async function runConsumer({ options, verbose }: Run): Promise<void> {
   const { consume } = await import('../src/consumer.js');
-  const { growPipe, peerClosed } = await import('../src/libc.js');
+  const { growPipe, peerClosed } = await import('../src/sys/libc.js');
   const stop = new AbortController();
   let exitStatus = 0;
   onSignals((status) => {
@@ -127,7 +127,7 @@ async function runConsumer({ options, verbose }: Run): Promise<void> {
     });
   log(verbose, `consumer on ${options.filename} (${options.backPressure ? 'back-pressure' : 'multicast'})`);
   try {
-    await consume({ ...options, signal: stop.signal, reuseBuffers: true }, writeOut);
+    await consume({ ...options, signal: stop.signal, reuseBuffers: true, log: logger(verbose) }, writeOut);
   } catch (error) {
     if (!stop.signal.aborted) throw error;
   }
@@ -136,6 +136,11 @@ async function runConsumer({ options, verbose }: Run): Promise<void> {
 
 function log(verbose: number, message: string): void {
   if (verbose > 0) process.stderr.write(`filebus: ${message}\n`);
+}
+
+/** The library's notices go to stderr with -v, and nowhere without. */
+function logger(verbose: number): ((message: string) => void) | undefined {
+  return verbose > 0 ? (message) => log(verbose, message) : undefined;
 }
 
 function fail(error: unknown): never {

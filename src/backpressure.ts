@@ -7,9 +7,9 @@
  * end-of-stream chunk (see producer.ts).
  */
 import fs from 'node:fs';
-import type { Bus } from './bus.js';
+import type { Bus } from './bus/open.js';
 import { busError, errnoCode } from './errors.js';
-import { type ScratchBuffer, readChunk } from './read.js';
+import { type ScratchBuffer, readChunk } from './bus/read.js';
 
 /** First retry after finding the lock busy; doubles up to the poll interval. */
 const FIRST_BACKOFF_MS = 0.5;

@@ -5,9 +5,9 @@
  */
 import { Readable, addAbortSignal } from 'node:stream';
 import { type Deliver, consumeQueue } from './backpressure.js';
-import { type Bus, openBus } from './bus.js';
+import { type Bus, openBus } from './bus/open.js';
 import type { BusOptions } from './options.js';
-import { ScratchBuffer, currentIdentity, readChunk } from './read.js';
+import { ScratchBuffer, currentIdentity, readChunk } from './bus/read.js';
 
 export type { Deliver } from './backpressure.js';
 

@@ -17,6 +17,11 @@ export interface BusOptions {
   blockingRead?: boolean;
   /** Stops the producer or consumer. */
   signal?: AbortSignal;
+  /**
+   * Receives notices worth a line on stderr with `-v` (how the bus is
+   * watched, a record split in two, ...). Default: none.
+   */
+  log?: (message: string) => void;
 }
 
 /** The three paths of one bus (PROTOCOL.md, "Files"). */
@@ -42,6 +47,7 @@ export interface ResolvedOptions {
   readonly fileMonitoring: boolean;
   readonly blockingRead: boolean;
   readonly signal: AbortSignal | undefined;
+  readonly log: (message: string) => void;
 }
 
 export const defaults = {
@@ -93,5 +99,6 @@ export function resolveOptions(options: BusOptions): ResolvedOptions {
     fileMonitoring: options.fileMonitoring ?? true,
     blockingRead: options.blockingRead ?? false,
     signal: options.signal,
+    log: options.log ?? (() => {}),
   };
 }

@@ -11,11 +11,11 @@
  */
 import fs from 'node:fs';
 import { Writable, addAbortSignal } from 'node:stream';
-import { type Bus, openBus } from './bus.js';
+import { type Bus, openBus } from './bus/open.js';
 import { busError, errnoCode } from './errors.js';
 import { type BusOptions, defaults, parseBlockSize } from './options.js';
-import { waitReadable } from './libc.js';
-import { publish } from './publish.js';
+import { waitReadable } from './sys/libc.js';
+import { publish } from './bus/publish.js';
 
 const END_OF_STREAM = Buffer.alloc(0);
 /** Shortest spacing between multicast chunks that a partial block waits for (capped by --sleep-interval). */

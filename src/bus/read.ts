@@ -3,8 +3,8 @@
  * producers only ever rename complete files over `F`.
  */
 import fs from 'node:fs';
-import { busError, errnoCode } from './errors.js';
-import { checkRegular } from './bus.js';
+import { busError, errnoCode } from '../errors.js';
+import { checkRegular } from './open.js';
 
 export interface Chunk {
   readonly data: Buffer;

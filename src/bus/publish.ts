@@ -5,9 +5,9 @@
  * pressure only adds "wait until F is gone, and re-check under the lock".
  */
 import fs from 'node:fs';
-import type { Bus } from './bus.js';
-import { busError } from './errors.js';
-import type { BusPaths } from './options.js';
+import type { Bus } from './open.js';
+import { busError } from '../errors.js';
+import type { BusPaths } from '../options.js';
 
 export async function publish(bus: Bus, chunk: Uint8Array, signal?: AbortSignal): Promise<void> {
   const { paths, backPressure } = bus.options;

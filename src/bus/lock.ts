@@ -5,8 +5,8 @@
  * it stuck.
  */
 import fs from 'node:fs';
-import { BusError, busError, errnoCode } from './errors.js';
-import { EINTR, EWOULDBLOCK, LOCK_EX, LOCK_NB, LOCK_UN, flock, flockOffThread } from './libc.js';
+import { BusError, busError, errnoCode } from '../errors.js';
+import { EINTR, EWOULDBLOCK, LOCK_EX, LOCK_NB, LOCK_UN, flock, flockOffThread } from '../sys/libc.js';
 
 /** How long to retry a contended lock before waiting for it on a worker thread. */
 const SPIN_MS = 0.1;

@@ -5,9 +5,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { BusError, busError, errnoCode } from './errors.js';
+import { BusError, busError, errnoCode } from '../errors.js';
 import { BusLock } from './lock.js';
-import { type BusOptions, type ResolvedOptions, resolveOptions } from './options.js';
+import { type BusOptions, type ResolvedOptions, resolveOptions } from '../options.js';
 import { BusWatcher } from './watch.js';
 
 export interface Bus {

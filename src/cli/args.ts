@@ -6,8 +6,8 @@
  * (v17) to 90 ms (v18) on top (README, "Dependencies").
  */
 import { parseArgs } from 'node:util';
-import { UsageError, errnoCode } from './errors.js';
-import { type BusOptions, defaults, parseBlockSize, parseSleepInterval } from './options.js';
+import { UsageError, errnoCode } from '../errors.js';
+import { type BusOptions, defaults, parseBlockSize, parseSleepInterval } from '../options.js';
 
 export type Command = 'producer' | 'consumer';
 export const implementations = ['typescript', 'bash'] as const;
