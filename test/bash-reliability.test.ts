@@ -140,6 +140,38 @@ describe('signals: a stopped bash producer publishes what it read (issue 9.1, 9.
     expect(consumer.stdout().toString()).toBe(published);
   });
 
+  test('back pressure, SIGTERM in the middle of a 1 MiB stream: consumer output + what is left in the pipe = the input, byte for byte', async () => {
+    const dir = tempDir();
+    const bus = path.join(dir, 'bus');
+    const input = fifo(dir);
+    const data = Array.from({ length: 1 << 16 }, (_, i) => `record ${String(i).padStart(7, '0')}\n`).join('');
+    fs.writeFileSync(path.join(dir, 'data'), data);
+    const args = ['--filename', bus, '--back-pressure'];
+    const consumer = filebus([...args, 'consumer'], { stdin: 'ignore' });
+    const producer = filebus([...args, 'producer'], { ...bash, stdin: input.fd });
+    // A writer of its own, so that a full pipe blocks it and not this test.
+    const writer = run('dd', [`if=${path.join(dir, 'data')}`, `of=${input.path}`, 'bs=4096', 'status=none'], { stdin: 'ignore' });
+    await consumer.waitForBytes(64 * 1024, 30_000);
+    producer.child.kill('SIGTERM');
+    expect(await exitOf(producer, 60_000)).toBe(143);
+    // Drain the pipe until the writer has written everything.
+    let unread = '';
+    for (;;) {
+      const done = writer.child.exitCode !== null;
+      unread += input.unread();
+      if (done) break;
+      await sleep(5);
+    }
+    expect(await writer.exited).toBe(0);
+    await until(() => !fs.existsSync(bus), 30_000, 'the last chunk to be taken');
+    const published = data.slice(0, data.length - unread.length);
+    expect(data.endsWith(unread)).toBe(true);
+    await consumer.waitFor((out) => out.length >= published.length, 10_000);
+    expect(consumer.stdout().toString()).toBe(published);
+    expect(unread.length).toBeGreaterThan(0);
+    expect(producer.stderr()).toBe('');
+  }, 120_000);
+
   test.each([
     ['SIGTERM', 143],
     ['SIGINT', 130],
