@@ -236,3 +236,25 @@ describe('a view that caches attributes (bindfs defaults: attr_timeout=1, entry_
     });
   });
 });
+
+describe('chunks removed by another "host"', () => {
+  // bindfs answers fstat by path: once the other side removed F, the fstat of the file just opened
+  // fails with ENOENT (an NFS server would say ESTALE). That is a chunk gone, not an error.
+  test('readChunk on the view while the source publishes and removes chunks: never an error', async (context) => {
+    await withViews(context, coherent, async (views) => {
+      const churn = 'cd "$1"; while :; do echo chunk > bus.__new__; mv bus.__new__ bus; rm -f bus; done';
+      started(views, run('bash', ['-c', churn, 'bash', views.src], { stdin: 'ignore' }));
+      const file = path.join(views.view, 'bus');
+      let reads = 0;
+      let found = 0;
+      for (const end = Date.now() + 1500; Date.now() < end; reads++) {
+        const chunk = readChunk(file, undefined, true);
+        if (chunk !== undefined) {
+          found++;
+          expect(chunk.data.toString()).toBe('chunk\n');
+        }
+      }
+      expect(found, `${found} chunks found in ${reads} reads`).toBeGreaterThan(0);
+    });
+  });
+});

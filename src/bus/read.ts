@@ -52,11 +52,12 @@ export function readChunk(file: string, scratch?: ScratchBuffer, sizeMayBeStale 
   try {
     fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
   } catch (error) {
-    if (errnoCode(error) === 'ENOENT') return undefined;
+    if (vanished(error)) return undefined;
     throw busError('open', file, error);
   }
   try {
-    const st = fs.fstatSync(fd, { bigint: true });
+    const st = fstat(fd, file);
+    if (st === undefined) return undefined;
     checkRegular(file, st);
     const size = Number(st.size);
     const data = readAll(fd, scratch ? scratch.get(size) : Buffer.allocUnsafe(size), 0, file);
@@ -64,6 +65,27 @@ export function readChunk(file: string, scratch?: ScratchBuffer, sizeMayBeStale 
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/**
+ * fstat of an open file; undefined when the file is gone from under it. A
+ * FUSE daemon that answers by path (bindfs) says ENOENT once another
+ * consumer removed `F`, and an NFS server says ESTALE: the chunk we opened
+ * is then someone else's, as if the open had failed.
+ */
+function fstat(fd: number, file: string): fs.BigIntStats | undefined {
+  try {
+    return fs.fstatSync(fd, { bigint: true });
+  } catch (error) {
+    if (vanished(error)) return undefined;
+    throw busError('stat', file, error);
+  }
+}
+
+/** ENOENT, or ESTALE where NFS finds the file removed by another host. */
+function vanished(error: unknown): boolean {
+  const code = errnoCode(error);
+  return code === 'ENOENT' || code === 'ESTALE';
 }
 
 /**
@@ -93,11 +115,12 @@ function readAll(fd: number, buffer: Buffer, from: number, file: string): Buffer
  * cached size is no longer trusted (on FUSE a read drops it; measured in
  * docs/network-filesystems.md), so ask again and read what was missed.
  */
-function readGrown(fd: number, first: Buffer, firstStat: fs.BigIntStats, file: string): Chunk {
+function readGrown(fd: number, first: Buffer, firstStat: fs.BigIntStats, file: string): Chunk | undefined {
   let data = first;
   let st = firstStat;
   for (;;) {
-    const again = fs.fstatSync(fd, { bigint: true });
+    const again = fstat(fd, file);
+    if (again === undefined) return undefined;
     const size = Number(again.size);
     if (size <= data.length) break;
     st = again;
