@@ -13,7 +13,7 @@ import { type TestContext, afterEach, describe, expect, test } from 'vitest';
 import { openBus } from '../src/index.js';
 import { readChunk } from '../src/bus/read.js';
 import { fileSystemOf } from '../src/sys/fstype.js';
-import { type Proc, filebus, lockHeld, run, sha256, stop, tempDir, until, writeLinesAtRate } from './helpers.js';
+import { type Proc, filebus, lockHeld, openFiles, run, sha256, stop, tempDir, until, writeLinesAtRate } from './helpers.js';
 
 /**
  * attr_timeout=0,entry_timeout=0: every stat and open asks the daemon, so a
@@ -92,6 +92,11 @@ async function withViews(context: TestContext, options: string[], body: (views: 
   }
 }
 
+/** inotify instances a live process holds (readlink of /proc/<pid>/fd/*). */
+function inotifyFds(pid: number): number {
+  return openFiles(pid).filter((link) => link.includes('inotify')).length;
+}
+
 function started(views: Views, proc: Proc): Proc {
   views.procs.push(proc);
   return proc;
@@ -143,6 +148,20 @@ describe('the view behaves like an NFS client', () => {
       const fromView = started(views, filebus([...args(views.view), 'producer']));
       fromView.child.stdin!.write('from the view\n');
       await onView.waitFor((out) => out.toString().endsWith('from the view\n'), 5000);
+    });
+  });
+
+  test('--no-file-monitoring and --file-monitoring still decide the watch on a shared file system', async (context) => {
+    await withViews(context, coherent, async (views) => {
+      const bus = path.join(views.view, 'bus');
+      const consumer = (flag: string) => started(views, filebus(['-v', '--filename', bus, flag, 'consumer'], { stdin: 'ignore' }));
+      const [unwatched, watched] = [consumer('--no-file-monitoring'), consumer('--file-monitoring')];
+      for (const proc of [unwatched, watched]) {
+        await until(() => proc.stderr().includes(`polling every 0.1 s: ${views.view} is on fuse`), 10_000, 'the polling notice');
+      }
+      // The notice comes before the watch is set up: wait for the watch, then check the other has none.
+      await until(() => inotifyFds(watched.child.pid!) > 0, 10_000, 'the watched consumer to watch');
+      expect(inotifyFds(unwatched.child.pid!)).toBe(0);
     });
   });
 
