@@ -85,6 +85,7 @@ describe('signals: a stopped bash producer publishes what it read (issue 9.1, 9.
   test.each([
     ['SIGTERM', 143],
     ['SIGINT', 130],
+    ['SIGHUP', 129],
   ] as const)('back pressure, %s while l1 waits on the bus: published + unread in the pipe = written', async (signal, status) => {
     const dir = tempDir();
     const bus = path.join(dir, 'bus');
@@ -213,11 +214,36 @@ describe('signals: a stopped bash producer publishes what it read (issue 9.1, 9.
     expect(fs.existsSync(`${bus}.__new__`)).toBe(false);
   });
 
+  test('a second SIGTERM exits at once while the handler of the first waits to publish a partial line', async () => {
+    const dir = tempDir();
+    const bus = path.join(dir, 'bus');
+    fs.writeFileSync(bus, 'not taken\n');
+    const input = fifo(dir);
+    // A long --sleep-interval: the wait for the bus is one long read, which the second signal must cut short.
+    const producer = filebus(['--filename', bus, '--back-pressure', '--sleep-interval', '30', 'producer'], { ...bash, stdin: input.fd });
+    const pid = producer.child.pid!;
+    await until(() => waitsOnStdin(pid), 10_000, 'the producer to wait for input');
+    const before = ioBytes(pid).read;
+    input.write('part');
+    await until(() => ioBytes(pid).read >= before + 4 && waitsOnStdin(pid), 10_000, 'the input to be read');
+    producer.child.kill('SIGTERM');
+    await sleep(300);
+    expect(producer.child.exitCode).toBe(null);
+    const second = performance.now();
+    producer.child.kill('SIGTERM');
+    expect(await exitOf(producer, 5000)).toBe(143);
+    expect(performance.now() - second).toBeLessThan(1000);
+    expect(stderrLines(producer)).toEqual([expect.stringMatching(/\b4 bytes\b.*not published/)]);
+    expect(fs.readFileSync(bus, 'utf8')).toBe('not taken\n');
+    expect(fs.existsSync(`${bus}.__new__`)).toBe(false);
+  });
+
   test('a second SIGTERM exits within 1 s while another process holds the lock', async () => {
     const dir = tempDir();
     const bus = path.join(dir, 'bus');
     fs.writeFileSync(`${bus}.lock`, '');
-    const lock = run('flock', [`${bus}.lock`, 'sleep', '8'], { stdin: 'ignore' });
+    // One process that holds the lock, so that the clean-up's SIGTERM ends it.
+    const lock = run('bash', ['-c', 'exec 9>>"$1" && flock 9 && exec sleep 8', 'bash', `${bus}.lock`], { stdin: 'ignore' });
     for (let i = 0; !(await lockHeld(`${bus}.lock`)); i++) {
       if (i > 500) throw new Error('flock did not take the lock');
       await sleep(10);
@@ -242,9 +268,11 @@ describe('signals: a stopped bash producer publishes what it read (issue 9.1, 9.
   test('a signal during the end-of-stream wait exits 143, and no end marker goes out', async () => {
     const dir = tempDir();
     const bus = path.join(dir, 'bus');
-    const producer = filebus(['--filename', bus, '--back-pressure', 'producer'], bash);
+    // A long --sleep-interval: waiting for the bus is one long read, which the signal must cut short.
+    const producer = filebus(['--filename', bus, '--back-pressure', '--sleep-interval', '30', 'producer'], bash);
     feed(producer, 'x\n');
     await until(fileHolds(bus, 'x\n'), 10_000, 'x on the bus');
+    await sleep(100);
     producer.child.kill('SIGTERM');
     expect(await exitOf(producer, 2000)).toBe(143);
     expect(fs.readFileSync(bus, 'utf8')).toBe('x\n');

@@ -55,7 +55,7 @@ global options (environment variable in brackets):
                           implementation to run; only 'bash' here
   -v, --verbose           log to standard error; repeat for more [FILEBUS_VERBOSE]
   -h, --help              show this help and exit
-  --version               show the version and exit
+  -V, --version           show the version and exit
 
 Ranges: --block-size 1 to 1073741824 (1 GiB), --sleep-interval 0 to 3600,
 --history 0 to 1000000.
@@ -165,6 +165,7 @@ while (($#)); do
 		esac
 		;;
 	-h) print_help && exit 0 ;;
+	-V) printf '%s %s (bash)\n' "$prog" "$FILEBUS_VERSION" && exit 0 ;;
 	-0) refuse_null "$opt" ;;
 	-*)
 		[[ $opt =~ ^-v+$ ]] || usage_error "unknown option '$arg'"
@@ -184,6 +185,8 @@ for arg in "$@"; do
 	--blocking-read | --lines) [[ $command == producer ]] || usage_error "unknown option '$arg' for consumer" ;;
 	--null | -0) [[ $command == producer ]] && refuse_null "$arg"
 		usage_error "unknown option '$arg' for consumer" ;;
+	--replay | --producers | --producers=*)
+		usage_error "${arg%%=*}: not in the bash implementation; use the TypeScript one (filebus without --impl bash)" ;;
 	*) usage_error "unknown option '$arg' for $command" ;;
 	esac
 done
