@@ -73,6 +73,24 @@ function waitsOnStdin(pid: number): boolean {
   }
 }
 
+/** True while `pid` (bash) is in a timed read on a descriptor other than stdin: its wait for the bus (pselect6, /proc/PID/syscall). */
+function waitsOnBus(pid: number): boolean {
+  try {
+    return /^270 0x([2-9a-f]|[1-9a-f][0-9a-f]+) /.test(fs.readFileSync(`/proc/${pid}/syscall`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/** The command name of a live process (/proc/PID/comm), or '' once it has gone. */
+function commandOf(pid: number): string {
+  try {
+    return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
 const fileHolds = (file: string, data: string) => () => {
   try {
     return fs.readFileSync(file, 'utf8') === data;
@@ -308,14 +326,23 @@ describe('an odd file at the bus path under a waiting bash process (issue 9.5)',
         test(`${role}${flags.length ? ' (polling)' : ''}: F becomes a ${kind}: one line naming F and what it is, exit 1`, async () => {
           const dir = tempDir();
           const bus = path.join(dir, 'bus');
-          const proc = start(bus, ['--sleep-interval', '0.2', ...flags]);
-          // Started and waiting: the lock file exists once any role has looked at the bus.
-          await waitForFile(`${bus}.lock`).catch(() => undefined);
-          await sleep(300);
+          const proc = start(bus, ['--sleep-interval', '1', ...flags]);
+          // In its wait loop: a timed read on the notification or sleep pipe, not on stdin.
+          await until(() => waitsOnBus(proc.child.pid!), 10_000, 'the process to wait on the bus');
+          await sleep(200);
           expect(proc.child.exitCode).toBe(null);
+          // Swapped under the lock, as a publish would be: a producer that wakes
+          // between the two steps cannot publish into the gap.
+          const holder = run('bash', ['-c', 'exec 9>>"$1" && flock 9 && exec sleep 30', 'bash', `${bus}.lock`], { stdin: 'ignore' });
+          // It execs sleep once flock has the lock.
+          await until(() => commandOf(holder.child.pid!) === 'sleep', 10_000, 'the lock to be held');
           fs.rmSync(bus, { force: true });
           make(bus);
+          const replaced = performance.now();
+          holder.child.kill('SIGKILL');
           expect(await exitOf(proc, 5000)).toBe(1);
+          // Noticed within one --sleep-interval (1 s), with room for a busy machine.
+          expect(performance.now() - replaced).toBeLessThan(1800);
           const errors = stderrLines(proc);
           expect(errors).toHaveLength(1);
           expect(errors[0]).toContain(bus);
