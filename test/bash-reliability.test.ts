@@ -545,10 +545,10 @@ describe('option values (issue 9.9, 10, 11)', () => {
     expect(stderrLines(proc)).toEqual([expect.stringMatching(/^filebus: --history is for multicast/)]);
   });
 
-  test('--history under -v: a note that the bash implementation keeps no history, and it goes on', async () => {
+  test('consumer --history under -v: a note that the bash consumer reads F alone, and it goes on', async () => {
     const bus = path.join(tempDir(), 'bus');
     const proc = filebus(['--filename', bus, '--history', '5', '-v', 'consumer'], { ...bash, stdin: 'ignore' });
-    await until(() => /--history 5: the bash implementation/.test(proc.stderr()), 10_000, 'the note');
+    await until(() => /--history 5: the bash consumer does not read the history/.test(proc.stderr()), 10_000, 'the note');
     await sleep(200);
     expect(proc.child.exitCode).toBe(null);
     expect(proc.stderr()).not.toMatch(/unknown|error/);
@@ -589,9 +589,63 @@ test('20,000 lines through a lossless queue, bash producer, 3 TypeScript consume
   expect(received.sort()).toEqual([...lines].sort());
 }, 180_000);
 
+test('a bash producer with --history keeps the last N chunks, numbered, with F the newest entry', async () => {
+  const dir = tempDir();
+  const bus = path.join(dir, 'bus');
+  const runProducer = async (lines: string[]) => {
+    const producer = filebus(['--filename', bus, '--history', '5', '--block-size', '8', 'producer'], bash);
+    feed(producer, lines.join(''));
+    expect(await exitOf(producer, 60_000)).toBe(0);
+    expect(producer.stderr()).toBe('');
+  };
+  // 'n 10\n' and longer: one line a chunk with --block-size 8.
+  await runProducer(Array.from({ length: 40 }, (_, i) => `n ${i + 10}\n`));
+  const entries = () => fs.readdirSync(`${bus}.history`).filter((name) => name !== 'head').sort();
+  expect(entries()).toEqual(['36', '37', '38', '39', '40'].map((n) => n.padStart(16, '0')));
+  expect(fs.readFileSync(`${bus}.history/head`, 'utf8')).toBe(`${'40'.padStart(16, '0')}\n`);
+  expect(fs.statSync(bus).ino).toBe(fs.statSync(`${bus}.history/${'40'.padStart(16, '0')}`).ino);
+  expect(fs.readFileSync(`${bus}.history/${'36'.padStart(16, '0')}`, 'utf8')).toBe('n 45\n');
+  // A second producer goes on with the same sequence.
+  await runProducer(['n 90\n', 'n 91\n']);
+  expect(entries()).toEqual(['38', '39', '40', '41', '42'].map((n) => n.padStart(16, '0')));
+  expect(fs.readFileSync(bus, 'utf8')).toBe('n 91\n');
+  expect(fs.readdirSync(dir).sort()).toEqual(['bus', 'bus.history', 'bus.lock']);
+});
+
+test('a bash producer with --history picks up after a producer killed between its link and the head, and tidies', async () => {
+  const dir = tempDir();
+  const bus = path.join(dir, 'bus');
+  const name = (n: number) => String(n).padStart(16, '0');
+  fs.mkdirSync(`${bus}.history`);
+  fs.writeFileSync(`${bus}.history/head`, `${name(7)}\n`);
+  // Entries 1..8: 8 was linked by a producer killed before it wrote the head.
+  for (let n = 1; n <= 8; n++) fs.writeFileSync(`${bus}.history/${name(n)}`, `old ${n}\n`);
+  const producer = filebus(['--filename', bus, '--history', '3', 'producer'], bash);
+  feed(producer, 'new\n');
+  expect(await exitOf(producer)).toBe(0);
+  expect(fs.readdirSync(`${bus}.history`).sort()).toEqual([name(7), name(8), name(9), 'head']);
+  expect(fs.readFileSync(`${bus}.history/${name(8)}`, 'utf8')).toBe('old 8\n');
+  expect(fs.readFileSync(`${bus}.history/${name(9)}`, 'utf8')).toBe('new\n');
+  expect(fs.readFileSync(`${bus}.history/head`, 'utf8')).toBe(`${name(9)}\n`);
+});
+
+test.each([
+  ['a symlink', (target: string, file: string) => fs.symlinkSync(target, file)],
+  ['a regular file', (_target: string, file: string) => fs.writeFileSync(file, '')],
+])('F.history as %s: a bash producer with --history refuses with one line', async (_kind, make) => {
+  const elsewhere = tempDir();
+  const bus = path.join(tempDir(), 'bus');
+  make(elsewhere, `${bus}.history`);
+  const producer = filebus(['--filename', bus, '--history', '3', 'producer'], bash);
+  feed(producer, 'x\n');
+  expect(await exitOf(producer)).toBe(1);
+  expect(stderrLines(producer)).toEqual([expect.stringContaining(`'${bus}.history'`)]);
+  expect(fs.readdirSync(elsewhere)).toEqual([]);
+});
+
 // Runs once the TypeScript implementation has the history extension (issue 11); shown as skipped before.
 const tsHasHistory = spawnSync(process.execPath, [cli, '--help'], { encoding: 'utf8' }).stdout.includes('--history');
-test.skipIf(!tsHasHistory)('a history bus: bash consumer and producer beside TypeScript ones with --history', async () => {
+test.skipIf(!tsHasHistory)('a history bus: bash producer and consumer beside TypeScript ones, one sequence', async () => {
   const dir = tempDir();
   const bus = path.join(dir, 'bus');
   const history = ['--filename', bus, '--history', '50'];
@@ -620,16 +674,18 @@ test.skipIf(!tsHasHistory)('a history bus: bash consumer and producer beside Typ
   await bashConsumer.waitFor((out) => out.toString().includes('ts 99\n'));
   inOrder(bashConsumer.stdout().toString(), 'ts ');
 
-  // A bash producer on the history bus: both consumers go on.
-  const bashProducer = filebus([...history, 'producer'], bash);
-  await writeLinesAtRate(bashProducer.child.stdin!, Array.from({ length: 30 }, (_, i) => `bash ${i}\n`), 20);
-  bashProducer.child.stdin!.end();
-  expect(await exitOf(bashProducer)).toBe(0);
-  for (const consumer of [tsConsumer, bashConsumer]) {
-    await consumer.waitFor((out) => out.toString().includes('bash 29\n'));
-    inOrder(consumer.stdout().toString(), 'bash ');
-  }
-  expect(tsConsumer.stderr() + bashConsumer.stderr() + bashProducer.stderr()).toBe('');
-  // The bash producer left the window alone: at most 50 entries and the head.
-  expect(fs.readdirSync(`${bus}.history`).length).toBeLessThanOrEqual(51);
+  // A bash producer with history, at full speed, one line a chunk: the
+  // history consumer still gets every line, once, in order.
+  const bashProducer = filebus([...history, '--block-size', '10', 'producer'], bash);
+  feed(bashProducer, Array.from({ length: 300 }, (_, i) => `bash ${i}\n`).join(''));
+  expect(await exitOf(bashProducer, 60_000)).toBe(0);
+  await tsConsumer.waitFor((out) => out.toString().includes('bash 299\n'));
+  expect(inOrder(tsConsumer.stdout().toString(), 'bash ')).toEqual(Array.from({ length: 300 }, (_, i) => i));
+  await bashConsumer.waitFor((out) => out.toString().includes('bash 299\n'));
+  inOrder(bashConsumer.stdout().toString(), 'bash ');
+  expect(tsConsumer.stderr() + bashProducer.stderr()).toBe('');
+  // One shared window: 50 entries numbered on from the TypeScript producer's, and the head.
+  const entries = fs.readdirSync(`${bus}.history`).filter((name) => name !== 'head').map(Number).sort((a, b) => a - b);
+  expect(entries).toEqual(Array.from({ length: 50 }, (_, i) => entries[0]! + i));
+  expect(entries.at(-1)).toBe(101 + 300);
 });

@@ -48,9 +48,10 @@ global options (environment variable in brackets):
   --lines                 chunks hold whole lines; always so here [FILEBUS_LINES]
   --null, -0              NUL-terminated records: not in this implementation,
                           use the TypeScript one [FILEBUS_NULL]
-  --history N             accepted for the TypeScript implementation's history
-                          extension, which this one neither writes nor reads; it
-                          works on a history bus through F alone [FILEBUS_HISTORY]
+  --history N             multicast: a producer also keeps the last N chunks in
+                          F.history/, numbered (docs/protocol.md); a consumer
+                          here reads F alone, which works on any bus
+                          [FILEBUS_HISTORY]
   --impl NAME, --implementation NAME
                           implementation to run; only 'bash' here
   -v, --verbose           log to standard error; repeat for more [FILEBUS_VERBOSE]
@@ -640,6 +641,95 @@ rename_stage() {
 	done
 }
 
+# ------------------------------------------------ history (docs/protocol.md)
+#
+# With --history N a producer also keeps the last N chunks in F.history/,
+# as hard links named by a 16-digit sequence number, with the last number
+# given in F.history/head; all under the lock.  Consumers here read F only.
+
+hist=$F.history
+hist_head=$hist/head
+until_tidy=0
+seq=0
+
+history_refuse_odd() { # path what
+	if [[ -L $1 ]] || { [[ -e $1 ]] && ! [[ $2 == directory && -d $1 || $2 == file && -f $1 ]]; }; then
+		describe_file "$1"
+		die "cannot use '$F': '$1' is $REPLY; the history $2 must be a plain $2"
+	fi
+}
+
+# The head's number into REPLY; an empty or unreadable head counts as 0 (the
+# link that follows and the next tidy put it right).
+history_read_head() {
+	local line=''
+	REPLY=0
+	history_refuse_odd "$hist_head" file
+	[[ -f $hist_head ]] && IFS= read -r line <"$hist_head"
+	[[ $line =~ ^0*([0-9]{1,17})[[:space:]]*$ ]] && REPLY=$((10#${BASH_REMATCH[1]}))
+	return 0
+}
+
+# In place: a fixed-width write at offset 0 (<> neither truncates nor
+# appends), since consumers read it without the lock.
+history_write_head() { # seq
+	history_refuse_odd "$hist_head" file
+	{ printf '%016d\n' "$1" 1<>"$hist_head"; } 2>/dev/null || die "cannot write '$hist_head'"
+}
+
+# Make the directory if missing; make the head at least the newest entry
+# (a producer killed after its link left one beyond the head); remove the
+# entries that left the window.
+history_tidy() {
+	local entries=() name newest=0 old=()
+	history_refuse_odd "$hist" directory
+	if [[ ! -d $hist ]] && ! mkdir -- "$hist" 2>/dev/null && [[ ! -d $hist ]]; then
+		die "cannot create the history directory '$hist'"
+	fi
+	history_refuse_odd "$hist" directory
+	# Sixteen digits sort as numbers.
+	for name in "$hist"/[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]; do
+		[[ -e $name || -L $name ]] && entries+=("$name")
+	done
+	((${#entries[@]})) && newest=$((10#${entries[-1]##*/}))
+	history_read_head
+	if ((newest > REPLY)); then history_write_head "$newest"; else newest=$REPLY; fi
+	for name in "${entries[@]}"; do
+		((10#${name##*/} > newest - history)) && break
+		old+=("$name")
+	done
+	if ((${#old[@]})); then run_child rm -f -- "${old[@]}"; fi
+	until_tidy=$((history > 64 ? history : 64))
+}
+
+# Under the lock, with F.__new__ whole and before its rename: link it as the
+# next entry, so that F never shows a chunk the history lacks.  The number
+# goes into seq.
+history_link() {
+	local entry tries=0
+	if ((--until_tidy <= 0)) || [[ ! -d $hist ]]; then history_tidy; fi
+	while :; do
+		history_read_head
+		seq=$((REPLY + 1))
+		printf -v entry '%s/%016d' "$hist" "$seq"
+		run_child ln -- "$stage" "$entry" 2>/dev/null && return 0
+		# Taken (a producer killed before it wrote the head) or the
+		# directory was removed: tidy and take the next number.
+		((tries++ < 3)) || die "cannot link '$stage' into the history as '$entry'"
+		history_tidy
+	done
+}
+
+# After the rename: record the head, drop the entry that left the window.
+history_advance() {
+	local old
+	history_write_head "$seq"
+	if ((seq - history >= 1)); then
+		printf -v old '%s/%016d' "$hist" $((seq - history))
+		if [[ -e $old || -L $old ]]; then run_child rm -f -- "$old"; fi
+	fi
+}
+
 # The one way any chunk, the empty end-of-stream one included, gets out.
 # A producer stopped by a signal still publishes its data chunks, but not
 # the end-of-stream one: then this returns 1.
@@ -670,9 +760,11 @@ publish() { # bytes
 		fi
 		staging=1
 		stage_chunk "$1"
+		if ((history)); then history_link; fi
 		chunk_bytes=${#1} staging=2
 		rename_stage
 		staging=0
+		if ((history)); then history_advance; fi
 		unlock_bus
 		break
 	done
@@ -859,8 +951,8 @@ consume_back_pressure() {
 mode=multicast
 ((back_pressure)) && mode=back-pressure
 log "$command on '$F', $mode mode, block size $block_size, sleep interval ${sleep_interval}s"
-if ((history)); then
-	log "--history $history: the bash implementation neither writes nor reads the history; it uses F alone, which works on a history bus"
+if ((history)) && [[ $command == consumer ]]; then
+	log "--history $history: the bash consumer does not read the history; it reads F alone, as on any bus"
 fi
 make_private_files
 case $command in
