@@ -32,7 +32,10 @@ export async function cost(ctx: Context): Promise<PartResult> {
   const runs = await alternate(rounds, cases, (name, r) => ctx.log(`  cost ${name}: ${typeof r === 'string' ? `FAILED: ${r}` : `${r.cpuPerChunkUs[0]!.toFixed(1)} us per chunk`}`));
   for (const [name, list] of Object.entries(runs)) {
     const problems = list.flatMap((r, i) => (typeof r === 'string' ? [r] : r.problems).map((p) => `run ${i + 1}: ${p}`));
-    result.checks.push({ name: `cost, ${name} consumer: no line twice or garbled, no process died`, ok: problems.length === 0, detail: problems.join('; ') || undefined });
+    // The C anchor is a yardstick: what it gets wrong is worth a note, not a failure of filebus.
+    if (name === 'C') {
+      if (problems.length) result.notes.push(`cost, C mcast (yardstick, not checked): ${problems.join('; ')}`);
+    } else result.checks.push({ name: `cost, ${name} consumer: no line twice or garbled, no process died`, ok: problems.length === 0, detail: problems.join('; ') || undefined });
   }
   const perChunk = (list: Array<MulticastRun | string> | undefined) => (list ? summarize(list.map((r) => (typeof r === 'string' ? NaN : r.cpuPerChunkUs[0]!))) : undefined);
   result.figures.push({

@@ -26,7 +26,7 @@ const HISTORY = ['--history', '3000'];
 
 export async function fanout(ctx: Context): Promise<PartResult> {
   const result = emptyResult();
-  const rounds = roundsOf(ctx, 3);
+  const rounds = roundsOf(ctx, 5);
   const { anchors } = ctx.anchors as { anchors?: { mcast: string } };
   const noC = anchors ? undefined : 'no C anchor';
   let id = 0;
@@ -49,7 +49,10 @@ export async function fanout(ctx: Context): Promise<PartResult> {
     );
     for (const [name, list] of Object.entries(runs)) {
       const problems = list.flatMap((r, i) => r.problems.map((p) => `run ${i + 1}: ${p}`));
-      result.checks.push({ name: `fan-out ${label}, ${name}: no line twice or garbled, no process died`, ok: problems.length === 0, detail: problems.join('; ') || undefined });
+      // The C anchor is a yardstick: what it gets wrong is worth a note, not a failure of filebus.
+      if (name === 'C') {
+        if (problems.length) result.notes.push(`fan-out ${label}, C mcast (yardstick, not checked): ${problems.join('; ')}`);
+      } else result.checks.push({ name: `fan-out ${label}, ${name}: no line twice or garbled, no process died`, ok: problems.length === 0, detail: problems.join('; ') || undefined });
     }
     return { label, runs };
   };

@@ -41,7 +41,7 @@ const usage = `usage: npm run bench -- [flags]      (or: node dist-bench/bench/m
   --json               print everything as JSON
   --verbose            every run's figures on stderr as they come
   --dir PATH           where buses and files go (default /dev/shm, else the OS temp dir)
-  --rounds N           rounds of each side-by-side pair (default: 9 start-up, 5 throughput, 3 others)
+  --rounds N           rounds of each side-by-side pair (default: 9 start-up, 5 throughput and fan-out, 3 queue and cost)
   --seconds S          seconds of lines per multicast run (default 2)
   --records N          records through the work queue (default 20000)
   --memory-size SIZE   bytes through the memory stream (default 1G; K, M, G suffixes)
@@ -181,7 +181,7 @@ async function main(): Promise<number> {
   const checks: Check[] = [];
   const notes: string[] = [];
   if ('reason' in anchors) notes.push(`C anchors: ${anchors.reason}; their ratios are left out.`);
-  for (const [name, f] of Object.entries(features)) if (!f.ok && f.reason !== 'not probed') notes.push(`--${name}: ${f.reason}; its rows stay empty.`);
+  for (const f of Object.values(features)) if (!f.ok && f.reason !== 'not probed') notes.push(`${f.reason}: its rows stay empty.`);
   try {
     for (const part of partNames.filter((p) => cfg.only.includes(p))) {
       progress(`${part}...`);
