@@ -35,7 +35,7 @@ export async function fanout(ctx: Context): Promise<PartResult> {
   const compare = async (consumers: number, rate: number, variants: Record<string, string[]> = {}, times = rounds) => {
     const base = (consumer: MulticastCase['consumer'], flags: string[] = []) => async () => {
       try {
-        return await runMulticast({ dir: ctx.dir, name: `mcast-${id++}`, consumers, consumer, flags, rate, seconds: ctx.options.seconds });
+        return await runMulticast({ dir: ctx.dir, name: `mcast-${id++}`, consumers, consumer, producerFlags: flags, rate, seconds: ctx.options.seconds });
       } catch (error) {
         return failedRun((error as Error).message);
       }
@@ -121,7 +121,7 @@ async function historyCost(ctx: Context, rounds: number): Promise<{ with: Return
     const bus = path.join(ctx.dir, `history-${id++}`);
     const fd = fs.openSync(file, 'r');
     const t0 = now();
-    const producer = filebus([...flags, '--block-size', '4096', '--filename', bus, 'producer'], { stdin: fd, stdout: 'ignore' });
+    const producer = filebus(['--block-size', '4096', '--filename', bus, 'producer', ...flags], { stdin: fd, stdout: 'ignore' });
     fs.closeSync(fd);
     try {
       const exit = await within(producer.done, 120_000, 'history producer');

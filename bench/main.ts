@@ -180,7 +180,7 @@ async function main(): Promise<number> {
   const figures: Figure[] = [];
   const checks: Check[] = [];
   const notes: string[] = [];
-  if ('reason' in anchors) notes.push(`C anchors: ${anchors.reason}; their ratios are left out.`);
+  if ('reason' in anchors) notes.push(`${anchors.reason}; their ratios are left out.`);
   for (const f of Object.values(features)) if (!f.ok && f.reason !== 'not probed') notes.push(`${f.reason}: its rows stay empty.`);
   try {
     for (const part of partNames.filter((p) => cfg.only.includes(p))) {

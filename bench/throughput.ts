@@ -17,7 +17,7 @@ import { filebus } from './harness/commands.js';
 import { type Context, roundsOf } from './harness/context.js';
 import { type Input, randomFile, sha256OfFile, textFile } from './harness/data.js';
 import { alternate, median, now, summarize } from './harness/measure.js';
-import { type Child, describeExit, start, stopAll, within } from './harness/processes.js';
+import { type Child, describeExit, failureOf, start, stopAll, within } from './harness/processes.js';
 import { type Check, type PartResult, emptyResult, target } from './harness/report.js';
 
 const KiB = 1024;
@@ -43,11 +43,11 @@ export async function throughput(ctx: Context): Promise<PartResult> {
   const cases: Record<string, () => Promise<Transfer>> = {
     'cat | cat': () => catPipe(big, out()),
     'cat | cat, empty': () => catPipe(empty, out()),
-    'filebus 1 MiB': () => filebusPair(ctx, big, out(), ['--block-size', String(MiB)]),
-    'filebus 4 KiB': () => filebusPair(ctx, text, out(), ['--block-size', String(4 * KiB)]),
-    'filebus, empty': () => filebusPair(ctx, empty, out(), ['--block-size', String(4 * KiB)]),
+    'filebus 1 MiB': () => filebusPair(big, out(), MiB),
+    'filebus 4 KiB': () => filebusPair(text, out(), 4 * KiB),
+    'filebus, empty': () => filebusPair(empty, out(), 4 * KiB),
   };
-  if (ctx.features.lines.ok) cases['filebus 4 KiB --lines'] = () => filebusPair(ctx, text, out(), ['--block-size', String(4 * KiB), '--lines']);
+  if (ctx.features.lines.ok) cases['filebus 4 KiB --lines'] = () => filebusPair(text, out(), 4 * KiB, ['--lines']);
   const { anchors } = ctx.anchors as { anchors?: { handoff: string } };
   if (anchors) cases['C handoff 4 KiB'] = () => handoff(ctx, anchors.handoff, chunks4k, 4 * KiB);
 
@@ -104,9 +104,9 @@ async function catPipe(input: Input, output: string): Promise<Transfer> {
 }
 
 /** A filebus producer (stdin: the input file) and consumer (stdout: `output`), started together. */
-async function filebusPair(ctx: Context, input: Input, output: string, flags: string[]): Promise<Transfer> {
+async function filebusPair(input: Input, output: string, block: number, producerFlags: string[] = []): Promise<Transfer> {
   const bus = `${output}.bus`;
-  const args = [...flags, '--back-pressure', '--filename', bus];
+  const args = ['--block-size', String(block), '--back-pressure', '--filename', bus];
   const inFd = fs.openSync(input.file, 'r');
   const outFd = fs.openSync(output, 'w');
   let consumer: Child | undefined;
@@ -114,11 +114,13 @@ async function filebusPair(ctx: Context, input: Input, output: string, flags: st
   try {
     const t0 = now();
     consumer = filebus([...args, 'consumer'], { stdout: outFd });
-    producer = filebus([...args, 'producer'], { stdin: inFd, stdout: 'ignore' });
+    producer = filebus([...args, 'producer', ...producerFlags], { stdin: inFd, stdout: 'ignore' });
     fs.closeSync(inFd);
     fs.closeSync(outFd);
-    // Generous: a rate far below any seen on a loaded 2-core machine.
-    const [c, p] = await within(Promise.all([consumer.done, producer.done]), 60_000 + input.bytes / 200, `filebus ${flags.join(' ')}`);
+    // Either failing ends the run at once: the other would wait for it forever. Generous: a rate far below any seen on a loaded 2-core machine.
+    const failed = Promise.race([failureOf(consumer, 'consumer'), failureOf(producer, 'producer')]);
+    failed.catch(() => {}); // also settles when they are stopped after a failure
+    const [c, p] = await within(Promise.race([Promise.all([consumer.done, producer.done]), failed]), 60_000 + input.bytes / 200, `filebus ${block} B ${producerFlags.join(' ')}`);
     const seconds = (now() - t0) / 1000;
     return {
       seconds,

@@ -83,7 +83,7 @@ test('--quick --json runs every part, passes every correctness check and prints 
   expect(report.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`)).toEqual([]);
   expect(report.ok).toBe(true);
   expect(code).toBe(0);
-  expect(report.machine).toMatch(/cores.*node v\d+.*tmpfs|cores.*node v\d+/);
+  expect(report.machine).toMatch(/^\d+ cores .*node v\d+/);
 
   const names = report.checks.map((c) => c.name).join('\n');
   expect(names).toMatch(/throughput filebus 4 KiB: output = input \(sha256\)/);
@@ -113,8 +113,9 @@ test('--quick --json runs every part, passes every correctness check and prints 
     const row = figure(pattern);
     if (row.value === undefined) expect(row.met).toMatch(/not supported by this build/);
   }
-  // The anchors were built (gcc is installed here), so their ratios are there.
-  expect(figure(/^CPU per chunk/).ratio).toMatch(/^\d+\.\d\d x$/);
+  // With the C anchors at hand (gcc and ../shared/anchors, as on the development machine) their ratios are there; without, a note says why.
+  const noAnchors = report.notes.find((n) => /C anchors not (found|built)/.test(n));
+  expect(figure(/^CPU per chunk/).ratio).toMatch(noAnchors ? /^-$/ : /^\d+\.\d\d x$/);
   expect(fs.readdirSync(dir)).toEqual([]);
 });
 

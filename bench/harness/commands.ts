@@ -63,15 +63,15 @@ function ancestors(dir: string): string[] {
 }
 
 /**
- * Whether this build knows `flagArgs` (e.g. ['--lines'] or ['--history', '3']):
- * a multicast producer with empty input is run with them. A usage error
+ * Whether this build's producer knows `flagArgs` (e.g. ['--lines'] or
+ * ['--history', '3']): a multicast producer with empty input is run with them. A usage error
  * (exit 2) naming the flag means the flag is not there yet; anything else
  * going wrong is reported as such.
  */
 export function supports(flagArgs: string[], dir: string): { ok: true } | { ok: false; reason: string } {
   const flag = flagArgs[0]!;
   const bus = path.join(dir, `probe${flag.replace(/\W+/g, '-')}`);
-  const r = spawnSync(process.execPath, [cli, ...flagArgs, '--filename', bus, 'producer'], { input: '', encoding: 'utf8', env: childEnv, timeout: 20_000 });
+  const r = spawnSync(process.execPath, [cli, '--filename', bus, 'producer', ...flagArgs], { input: '', encoding: 'utf8', env: childEnv, timeout: 20_000 });
   if (r.status === 0) return { ok: true };
   const first = (r.stderr ?? '').trim().split('\n')[0] ?? '';
   if (r.status === 2 && first.includes(flag.replace(/^-+/, ''))) return { ok: false, reason: `${flag} not supported by this build` };

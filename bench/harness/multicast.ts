@@ -24,8 +24,8 @@ export interface MulticastCase {
   consumers: number;
   /** 'filebus', or the path of the C `mcast` anchor. */
   consumer: 'filebus' | { mcast: string };
-  /** Extra global flags for every filebus process of the run (e.g. --history 3000). */
-  flags?: string[];
+  /** Extra flags for the producer (e.g. --history 3000; consumers find the history by themselves). */
+  producerFlags?: string[];
   rate: number;
   seconds: number;
   /** Measure each consumer's CPU time over the timed phase and the drain. */
@@ -63,17 +63,16 @@ interface Reader {
 
 export async function runMulticast(c: MulticastCase): Promise<MulticastRun> {
   const bus = path.join(c.dir, c.name);
-  const flags = c.flags ?? [];
   const total = Math.max(1, Math.round(c.rate * c.seconds));
   const readers: Reader[] = [];
   let producer: Child | undefined;
   try {
     for (let i = 0; i < c.consumers; i++) {
       const args = ['--filename', bus, 'consumer'];
-      const child = c.consumer === 'filebus' ? filebus([...flags, ...args]) : start(c.consumer.mcast, args);
+      const child = c.consumer === 'filebus' ? filebus(args) : start(c.consumer.mcast, args);
       readers.push(reader(child, total));
     }
-    producer = filebus([...flags, '--filename', bus, 'producer'], { stdin: 'pipe', stdout: 'ignore' });
+    producer = filebus(['--filename', bus, 'producer', ...(c.producerFlags ?? [])], { stdin: 'pipe', stdout: 'ignore' });
     const prod = producer;
     const write = (text: string): void => void prod.stdin!.write(text);
     const alive = (): void => {
