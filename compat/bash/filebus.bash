@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # filebus, bash implementation: turn an ordinary file into a multicast named
 # pipe or, with --back-pressure, a lossless work queue.  The on-disk contract
-# (lock, staging file, chunk identity, end-of-stream) is PROTOCOL.md; this
+# (lock, staging file, chunk identity, end-of-stream) is docs/protocol.md; this
 # file must stay interoperable with the TypeScript and the original tools.
 #
 # Needs bash >= 5, coreutils and util-linux (flock); inotifywait is optional.
@@ -69,6 +69,8 @@ commands:
 Exit status: 0 at end of input (producer) or on the end-of-stream chunk
 (back-pressure consumer); 1 for a run-time error; 2 for a usage error;
 129/130/143 after SIGHUP/SIGINT/SIGTERM; 141 when a consumer's output closes.
+Anything but a regular file at F (a directory, a FIFO, a symlink) and a
+symlink at F.lock are refused with status 1; F.__new__ is made afresh.
 
 Run '$prog producer --help' or '$prog consumer --help' for details.
 EOF
