@@ -778,7 +778,7 @@ deadline=0 # when the oldest complete line in buf is due, microseconds
 
 # Chunks hold whole lines.  The exception is a line longer than --block-size:
 # it is split into --block-size pieces (the first starts a chunk), so that no
-# chunk is ever larger than --block-size (PROTOCOL.md: "at most").
+# chunk is ever larger than --block-size (docs/protocol.md: "at most").
 flush() { # at_end
 	local head cut
 	while ((${#buf} >= block_size)); do
