@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { BusError, busError, errnoCode } from '../errors.js';
+import { HistoryWriter } from '../history.js';
 import { BusLock } from './lock.js';
 import { type BusOptions, type ResolvedOptions, resolveOptions } from '../options.js';
 import { BusWatcher } from './watch.js';
@@ -14,6 +15,8 @@ export interface Bus {
   readonly options: ResolvedOptions;
   readonly lock: BusLock;
   readonly watcher: BusWatcher;
+  /** A producer's side of the history extension, when it keeps one (`history` > 0). */
+  readonly history: HistoryWriter | undefined;
   close(): void;
 }
 
@@ -41,12 +44,16 @@ export function openBus(busOptions: BusOptions, role: BusRole): Bus {
     lock.open();
   }
   const watcher = new BusWatcher(paths.dir, paths.base, options.sleepMs, options.fileMonitoring);
+  // Opened lazily, under the lock, by the first publish.
+  const history = role.writes && options.history > 0 ? new HistoryWriter(paths, options.history) : undefined;
   return {
     options,
     lock,
     watcher,
+    history,
     close() {
       watcher.close();
+      history?.close();
       lock.close();
     },
   };

@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import type { Bus } from './open.js';
 import { busError } from '../errors.js';
+import type { HistoryWriter } from '../history.js';
 import type { BusPaths } from '../options.js';
 
 export async function publish(bus: Bus, chunk: Uint8Array, signal?: AbortSignal): Promise<void> {
@@ -17,7 +18,7 @@ export async function publish(bus: Bus, chunk: Uint8Array, signal?: AbortSignal)
     try {
       // Another producer may have filled the slot between our check and the lock.
       if (backPressure && fs.existsSync(paths.file)) continue;
-      stageAndRename(paths, chunk);
+      stageAndRename(paths, chunk, bus.history);
       return;
     } finally {
       bus.lock.release();
@@ -30,7 +31,8 @@ export async function publish(bus: Bus, chunk: Uint8Array, signal?: AbortSignal)
  * and no signal handler can run between them, so a staging file is only
  * ever left behind by SIGKILL (and the next publish truncates it).
  */
-function stageAndRename(paths: BusPaths, chunk: Uint8Array): void {
+function stageAndRename(paths: BusPaths, chunk: Uint8Array, history?: HistoryWriter): void {
+  history?.prepare(paths.staging);
   let fd: number;
   try {
     fd = fs.openSync(paths.staging, 'w');
@@ -54,12 +56,16 @@ function stageAndRename(paths: BusPaths, chunk: Uint8Array): void {
     removeQuietly(paths.staging);
     throw busError('write', paths.staging, error);
   }
+  let seq: number | undefined;
   try {
+    // With history, the whole chunk gets its number before F shows it.
+    seq = history?.link(paths.staging);
     fs.renameSync(paths.staging, paths.file);
   } catch (error) {
     removeQuietly(paths.staging);
     throw busError('publish', paths.staging, error);
   }
+  if (seq !== undefined) history!.advance(seq);
 }
 
 // In the two helpers below the first error is the one worth reporting.

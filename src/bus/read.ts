@@ -10,6 +10,10 @@ export interface Chunk {
   readonly data: Buffer;
   /** Identity of the file read (PROTOCOL.md, "Multicast mode"). */
   readonly identity: string;
+  /** Device and inode alone: the same file under another name (history entries). */
+  readonly inode: string;
+  /** Hard links to the file when it was read: a chunk with history has at least two. */
+  readonly links: number;
 }
 
 /**
@@ -45,10 +49,10 @@ export class ScratchBuffer {
  * Reads `F` whole; undefined when it vanished before the open. With
  * `scratch`, the bytes land in its buffer and are valid until the next read.
  */
-export function readChunk(file: string, scratch?: ScratchBuffer): Chunk | undefined {
+export function readChunk(file: string, scratch?: ScratchBuffer, noFollow = false): Chunk | undefined {
   let fd: number;
   try {
-    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | (noFollow ? fs.constants.O_NOFOLLOW : 0));
   } catch (error) {
     if (errnoCode(error) === 'ENOENT') return undefined;
     throw busError('open', file, error);
@@ -57,7 +61,8 @@ export function readChunk(file: string, scratch?: ScratchBuffer): Chunk | undefi
     const st = fs.fstatSync(fd, { bigint: true });
     checkRegular(file, st);
     const size = Number(st.size);
-    return { data: readAll(fd, scratch ? scratch.get(size) : Buffer.allocUnsafe(size), file), identity: identityOf(st) };
+    const data = readAll(fd, scratch ? scratch.get(size) : Buffer.allocUnsafe(size), file);
+    return { data, identity: identityOf(st), inode: `${st.dev}:${st.ino}`, links: Number(st.nlink) };
   } finally {
     fs.closeSync(fd);
   }
