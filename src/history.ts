@@ -64,10 +64,21 @@ function listEntries(dir: string): number[] {
   return seqs.sort((a, b) => a - b);
 }
 
-/** The number in a head file's bytes; undefined if they hold none. */
+/**
+ * The number in a head file's bytes (digits, then optional whitespace);
+ * undefined if they hold none. By hand: producers parse it every publish.
+ */
 function parseHead(bytes: Buffer): number | undefined {
-  const match = /^\s*(\d{1,16})\s*$/.exec(bytes.toString('latin1'));
-  return match ? Number(match[1]) : undefined;
+  let n = 0;
+  let digits = 0;
+  for (; digits < bytes.length; digits++) {
+    const c = bytes[digits]!;
+    if (c < 48 || c > 57) break;
+    n = n * 10 + (c - 48);
+  }
+  if (digits === 0 || digits > DIGITS) return undefined;
+  for (let i = digits; i < bytes.length; i++) if (bytes[i] !== 10 && bytes[i] !== 32 && bytes[i] !== 13 && bytes[i] !== 9) return undefined;
+  return n;
 }
 
 /** Reads `F.history/head` afresh; undefined when there is no history (or no head yet). */
@@ -125,20 +136,12 @@ export class HistoryWriter {
    * Before the chunk is staged. The first publish (and then one in every
    * `keep`) tidies the window: what a producer killed mid-publish left
    * beyond it is removed there, so the bus never holds more than `keep`
-   * chunks plus a few.
+   * chunks plus a few. (A staging file such a producer left linked to an
+   * entry is never truncated: publish.ts stages into a fresh file.)
    */
-  prepare(staging: string): void {
+  prepare(): void {
     if (this.#headFd < 0) this.#open();
     if (--this.#untilTidy <= 0) this.#tidy();
-    // A producer killed between linking the staging file into the window
-    // and renaming it leaves F.__new__ as a second name of that entry:
-    // truncating it to stage the next chunk would rewrite the entry under
-    // a reader's feet. Start from a fresh file instead.
-    try {
-      fs.unlinkSync(staging);
-    } catch (error) {
-      if (errnoCode(error) !== 'ENOENT') throw busError('remove', staging, error);
-    }
   }
 
   /**
@@ -150,7 +153,7 @@ export class HistoryWriter {
     for (let attempt = 0; ; attempt++) {
       const seq = this.#head() + 1;
       try {
-        fs.linkSync(staging, path.join(this.#dir, entryName(seq)));
+        fs.linkSync(staging, `${this.#dir}/${entryName(seq)}`);
         return seq;
       } catch (error) {
         const code = errnoCode(error);
@@ -256,7 +259,7 @@ export class HistoryWriter {
 
   #remove(seq: number): void {
     try {
-      fs.unlinkSync(path.join(this.#dir, entryName(seq)));
+      fs.unlinkSync(`${this.#dir}/${entryName(seq)}`);
     } catch (error) {
       if (errnoCode(error) !== 'ENOENT') throw busError('remove', path.join(this.#dir, entryName(seq)), error);
     }
