@@ -29,6 +29,8 @@ const ENTRY = /^\d{16}$/;
 const HEAD = 'head';
 /** Largest head file we read: the number, a newline, room for a peer's whitespace. */
 const HEAD_BYTES = 64;
+/** How often an idle consumer looks for an entry that a killed producer linked but never published at `F`. */
+const LOOK_MS = 100;
 
 /** Chunks a consumer skipped because they left the window before it read them. */
 export interface MissedChunks {
@@ -299,6 +301,10 @@ export class HistoryCursor {
   #lastF: string | undefined;
   /** Device and inode of the entry delivered last, which `F` is while we are caught up. */
   #lastEntry: string | undefined;
+  /** When we last looked for an entry linked but never renamed over `F`. */
+  #lastLook = 0;
+  /** What `F` held when last looked at, while we read the entries up to it. */
+  #target: { identity: string; inode: string } | undefined;
 
   constructor(paths: BusPaths, options: CursorOptions = {}) {
     this.#file = paths.file;
@@ -310,16 +316,54 @@ export class HistoryCursor {
   next(): Buffer | undefined {
     if (!this.#started) this.#start();
     for (;;) {
+      // Behind `F`, entries are read straight on. Otherwise `F` is looked at
+      // first: unchanged, nothing was published, and a stat costs far less
+      // than a failed open of an entry not there yet (a thrown error).
+      let st: fs.BigIntStats | undefined;
+      if (this.#target === undefined) {
+        st = this.#statFile();
+        if (st === undefined || identityOf(st) === this.#lastF) {
+          if (!this.#linkedWithoutPublish()) return undefined;
+          st = undefined;
+        } else if (this.#next !== undefined && st.nlink > 1n) {
+          this.#target = { identity: identityOf(st), inode: `${st.dev}:${st.ino}` };
+        }
+      }
       if (this.#next !== undefined) {
         const entry = this.#readEntry(this.#next);
         if (entry !== undefined) {
+          // The entry F showed: caught up with what we saw of it.
+          if (this.#lastEntry === this.#target?.inode) {
+            this.#lastF = this.#target!.identity;
+            this.#target = undefined;
+          }
           if (entry.length > 0) return entry;
           continue; // an empty chunk: nothing to pass on
         }
       }
-      const step = this.#examineFile();
+      this.#target = undefined;
+      const step = this.#examineFile(st ?? this.#statFile());
       if (step !== 'again') return step;
     }
+  }
+
+  /**
+   * A producer killed between linking an entry and renaming it over `F`
+   * leaves a whole chunk that `F` never shows; look for one now and then
+   * (an access(2), no more), so it does not wait for the next publish.
+   */
+  #linkedWithoutPublish(): boolean {
+    if (this.#next === undefined) return false;
+    const now = performance.now();
+    if (now - this.#lastLook < LOOK_MS) return false;
+    this.#lastLook = now;
+    return fs.existsSync(`${this.#dir}/${entryName(this.#next)}`);
+  }
+
+  #statFile(): fs.BigIntStats | undefined {
+    const st = fs.statSync(this.#file, { bigint: true, throwIfNoEntry: false });
+    if (st !== undefined) checkRegular(this.#file, st);
+    return st;
   }
 
   /** Where to begin: the newest chunk (like a plain consumer) or, with replay, the oldest kept. */
@@ -358,14 +402,12 @@ export class HistoryCursor {
   }
 
   /**
-   * The next entry is not there: look at `F`. Returns a chunk from a peer
+   * The next entry is not there: look at `F` (as `st` says). Returns a chunk from a peer
    * without history, undefined when there is nothing new, or 'again' when
    * the position moved and entries should be read again.
    */
-  #examineFile(): Buffer | undefined | 'again' {
-    const st = fs.statSync(this.#file, { bigint: true, throwIfNoEntry: false });
+  #examineFile(st: fs.BigIntStats | undefined): Buffer | undefined | 'again' {
     if (st === undefined) return undefined;
-    checkRegular(this.#file, st);
     const identity = identityOf(st);
     if (identity === this.#lastF) return undefined;
     if (st.nlink === 1n) return this.#readPlain();
