@@ -329,12 +329,14 @@ export class HistoryCursor {
           this.#target = { identity: identityOf(st), inode: `${st.dev}:${st.ino}` };
         }
       }
-      if (this.#next !== undefined) {
+      // A chunk with one link at F came from a peer without history: an
+      // entry is unlikely, so ask before opening (a failed open throws).
+      if (this.#next !== undefined && (st === undefined || st.nlink > 1n || this.#entryExists(this.#next))) {
         const entry = this.#readEntry(this.#next);
         if (entry !== undefined) {
           // The entry F showed: caught up with what we saw of it.
-          if (this.#lastEntry === this.#target?.inode) {
-            this.#lastF = this.#target!.identity;
+          if (this.#target !== undefined && this.#lastEntry === this.#target.inode) {
+            this.#lastF = this.#target.identity;
             this.#target = undefined;
           }
           if (entry.length > 0) return entry;
@@ -357,7 +359,11 @@ export class HistoryCursor {
     const now = performance.now();
     if (now - this.#lastLook < LOOK_MS) return false;
     this.#lastLook = now;
-    return fs.existsSync(`${this.#dir}/${entryName(this.#next)}`);
+    return this.#entryExists(this.#next);
+  }
+
+  #entryExists(seq: number): boolean {
+    return fs.existsSync(`${this.#dir}/${entryName(seq)}`);
   }
 
   #statFile(): fs.BigIntStats | undefined {
@@ -402,9 +408,10 @@ export class HistoryCursor {
   }
 
   /**
-   * The next entry is not there: look at `F` (as `st` says). Returns a chunk from a peer
-   * without history, undefined when there is nothing new, or 'again' when
-   * the position moved and entries should be read again.
+   * The next entry is not there: look at `F` (as `st` says). Returns a
+   * chunk from a peer without history, undefined when there is nothing
+   * new, or 'again' when the position moved and entries should be read
+   * again.
    */
   #examineFile(st: fs.BigIntStats | undefined): Buffer | undefined | 'again' {
     if (st === undefined) return undefined;
@@ -442,7 +449,7 @@ export class HistoryCursor {
     const next = this.#next!;
     const head = readHead(this.#dir);
     // Linked since we looked: nothing was missed.
-    if (fs.existsSync(path.join(this.#dir, entryName(next)))) return 'again';
+    if (this.#entryExists(next)) return 'again';
     if (head !== undefined && head >= next) {
       const kept = listEntries(this.#dir).find((seq) => seq >= next);
       if (kept === undefined) {
