@@ -54,7 +54,13 @@ export async function consume(options: ConsumeOptions, deliver: Deliver): Promis
  * eavesdropper) are not passed on.
  */
 async function consumeMulticast(bus: Bus, deliver: Deliver, options: ConsumeOptions, scratch?: ScratchBuffer): Promise<never> {
-  const cursor = new HistoryCursor(bus.options.paths, { replay: bus.options.replay, scratch, onMissed: options.onMissed, log: bus.options.log });
+  const cursor = new HistoryCursor(bus.options.paths, {
+    replay: bus.options.replay,
+    scratch,
+    sizeMayBeStale: bus.fileSystem.shared,
+    onMissed: options.onMissed,
+    log: bus.options.log,
+  });
   for (;;) await deliver(await bus.watcher.until(() => cursor.next(), options.signal));
 }
 

@@ -273,6 +273,8 @@ export interface CursorOptions {
   replay?: boolean;
   /** Read chunks into this reused buffer (valid until the next call). */
   scratch?: ScratchBuffer;
+  /** The bus is on a file system whose cached sizes may lag (NFS, FUSE): see readChunk. */
+  sizeMayBeStale?: boolean;
   /** Told, before the chunk that follows them, of chunks that left the window unread. */
   onMissed?: (missed: MissedChunks) => void;
   log?: (message: string) => void;
@@ -395,7 +397,7 @@ export class HistoryCursor {
     let chunk;
     try {
       // Never through a symbolic link: an entry names a chunk of this bus, nothing else.
-      chunk = readChunk(path.join(this.#dir, entryName(seq)), this.#options.scratch, true);
+      chunk = readChunk(path.join(this.#dir, entryName(seq)), this.#options.scratch, this.#options.sizeMayBeStale, true);
     } catch (error) {
       // ENOTDIR: F.history is not a directory; this bus has no history to read.
       if (errnoCode(error) === 'ENOTDIR') return undefined;
@@ -476,7 +478,7 @@ export class HistoryCursor {
 
   /** `F` has one link: a chunk from a peer that writes no history, delivered by its identity. */
   #readPlain(): Buffer | undefined | 'again' {
-    const chunk = readChunk(this.#file, this.#options.scratch);
+    const chunk = readChunk(this.#file, this.#options.scratch, this.#options.sizeMayBeStale);
     if (chunk === undefined || chunk.identity === this.#lastF) return undefined;
     // Replaced since the stat by a chunk with history: that one comes through the history.
     if (chunk.links > 1) return 'again';
