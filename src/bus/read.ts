@@ -24,14 +24,6 @@ export function identityOf(st: fs.BigIntStats): string {
   return `${st.dev}:${st.ino}:${st.ctimeNs}:${st.size}`;
 }
 
-/** The identity of `F` now, or undefined when there is no chunk. */
-export function currentIdentity(file: string): string | undefined {
-  const st = fs.statSync(file, { bigint: true, throwIfNoEntry: false });
-  if (st === undefined) return undefined;
-  checkRegular(file, st);
-  return identityOf(st);
-}
-
 /**
  * One buffer reused for every chunk, for readers that are done with a
  * chunk before they read the next: no garbage per chunk.
