@@ -67,6 +67,10 @@ async function runProducer({ options, verbose }: Run): Promise<void> {
     producer.on('finish', resolve);
     producer.on('error', reject);
   });
+  // A publish error rejects this before anyone awaits it (the write that
+  // failed is still unwinding): mark it handled, so that it is reported
+  // once, as one line, where it is awaited, and not as a crash.
+  finished.catch(() => {});
   const stopped = new AbortController();
   onSignals((status) => {
     stopped.abort();

@@ -388,3 +388,16 @@ test('missed-chunk lines: the first at once, then at most one a second adding up
   reporter.flush(); // the process is about to exit: nothing is held back
   expect(lines.map((l) => l.line).slice(2)).toEqual(['filebus: missed 1 chunk (seq 60)\n']);
 });
+
+test('a symbolic link at F.history is refused: one line, exit 1, nothing written through it', async () => {
+  const dir = tempDir();
+  const bus = path.join(dir, 'bus');
+  const elsewhere = path.join(dir, 'elsewhere');
+  fs.mkdirSync(elsewhere);
+  fs.symlinkSync(elsewhere, `${bus}.history`);
+  const producer = filebus(['--filename', bus, '--history', '10', 'producer']);
+  producer.child.stdin!.end('one line\n');
+  expect(await producer.exited).toBe(1);
+  expect(producer.stderr()).toBe(`filebus: ${bus}.history is a symbolic link; the history must be a directory\n`);
+  expect(fs.readdirSync(elsewhere)).toEqual([]);
+});
