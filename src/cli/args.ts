@@ -7,7 +7,7 @@
  */
 import { parseArgs } from 'node:util';
 import { UsageError, errnoCode } from '../errors.js';
-import { type BusOptions, defaults, parseBlockSize, parseSleepInterval } from '../options.js';
+import { type BusOptions, defaults, parseBlockSize, parseHistory, parseSleepInterval } from '../options.js';
 
 export type Command = 'producer' | 'consumer';
 export const implementations = ['typescript', 'bash'] as const;
@@ -33,6 +33,8 @@ const spec = {
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
   'blocking-read': { type: 'boolean' },
+  history: { type: 'string' },
+  replay: { type: 'boolean' },
 } as const;
 
 const globalHelp = `Usage: filebus [options] <producer|consumer> [command options]
@@ -52,6 +54,9 @@ Options:
   --block-size N            largest chunk in bytes (default ${defaults.blockSize})
   --sleep-interval SECONDS  longest wait between checks of the bus (default ${defaults.sleepInterval})
   --no-file-monitoring      poll only; no file-system notifications
+  --history N               producer: keep the last N chunks, numbered, in
+                            F.history/, so consumers get every chunk while
+                            they stay within N of the newest (multicast)
   --impl, --implementation NAME
                             typescript (default) or bash
   -v, --verbose             log to stderr; -vv adds stack traces to errors
@@ -60,7 +65,8 @@ Options:
 
 Every option can also come from the environment: FILEBUS_FILENAME,
 FILEBUS_BACK_PRESSURE=1, FILEBUS_BLOCK_SIZE, FILEBUS_SLEEP_INTERVAL,
-FILEBUS_FILE_MONITORING=0, FILEBUS_IMPL, FILEBUS_VERBOSE.
+FILEBUS_FILE_MONITORING=0, FILEBUS_HISTORY, FILEBUS_REPLAY=1, FILEBUS_IMPL,
+FILEBUS_VERBOSE.
 
 Examples:
   strings /dev/urandom | filebus --filename /tmp/rand.filebus producer
@@ -83,12 +89,19 @@ Command options:
 
 Global options: see 'filebus --help'.
 `,
-  consumer: `Usage: filebus [options] consumer
+  consumer: `Usage: filebus [options] consumer [--replay]
 
 Write chunks from the bus to standard output. In multicast mode (default)
 every consumer gets every chunk it catches and runs until interrupted; with
 --back-pressure each chunk goes to exactly one consumer, and the consumer
 that takes the end-of-stream chunk exits 0.
+
+On a bus whose producers keep a history (--history N), a multicast consumer
+gets every chunk in order while it stays within N chunks of the newest; one
+that falls further behind skips ahead and says on stderr how many it missed.
+
+Command options:
+  --replay   start from the oldest chunk the history keeps, not the newest
 
 Global options: see 'filebus --help'.
 `,
@@ -116,6 +129,7 @@ export function parseCommandLine(args: string[], env: NodeJS.ProcessEnv): Invoca
   if (command !== 'producer' && command !== 'consumer') throw new UsageError(`unknown command '${command}': use producer or consumer`);
   if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`);
   if (values['blocking-read'] && command !== 'producer') throw new UsageError('--blocking-read is an option of the producer');
+  if (values.replay && command !== 'consumer') throw new UsageError('--replay is an option of the consumer');
 
   const filename = values.filename ?? env.FILEBUS_FILENAME;
   if (!filename) throw new UsageError('a bus file is required: pass --filename FILE or set FILEBUS_FILENAME');
@@ -134,6 +148,9 @@ export function parseCommandLine(args: string[], env: NodeJS.ProcessEnv): Invoca
       sleepInterval: parseSleepInterval(values['sleep-interval'] ?? env.FILEBUS_SLEEP_INTERVAL ?? defaults.sleepInterval),
       fileMonitoring,
       blockingRead: values['blocking-read'] ?? flag(env, 'FILEBUS_BLOCKING_READ') ?? false,
+      history: parseHistory(values.history ?? (env.FILEBUS_HISTORY || 0)),
+      // From the environment only for consumers: one FILEBUS_REPLAY may serve a producer and its consumers.
+      replay: values.replay ?? (command === 'consumer' ? flag(env, 'FILEBUS_REPLAY') : undefined) ?? false,
     },
   };
 }
