@@ -15,6 +15,15 @@ export interface BusOptions {
   fileMonitoring?: boolean;
   /** Producer input: read whole blocks with blocking reads. Default false. */
   blockingRead?: boolean;
+  /**
+   * Back-pressure consumers: the stream ends after this many end-of-stream
+   * chunks, one per producer, counted by all the consumers of the bus
+   * together in `F.ends` (docs/protocol.md, "Several producers"). Every
+   * back-pressure consumer of the bus must be given the same number.
+   * Default 1: the first end-of-stream chunk ends the consumer that takes
+   * it, and nothing is counted.
+   */
+  producers?: number;
   /** Stops the producer or consumer. */
   signal?: AbortSignal;
   /**
@@ -36,6 +45,8 @@ export interface BusPaths {
   readonly dir: string;
   /** The base name of `F`, to pick its events out of the directory's. */
   readonly base: string;
+  /** `F.ends`: end-of-stream chunks counted by consumers given `producers` > 1. */
+  readonly ends: string;
 }
 
 export interface ResolvedOptions {
@@ -46,6 +57,7 @@ export interface ResolvedOptions {
   readonly sleepMs: number;
   readonly fileMonitoring: boolean;
   readonly blockingRead: boolean;
+  readonly producers: number;
   readonly signal: AbortSignal | undefined;
   readonly log: (message: string) => void;
 }
@@ -55,13 +67,37 @@ export const defaults = {
   sleepInterval: 0.1,
 } as const;
 
-/** Checks a block size from a flag, the environment or the API. */
-export function parseBlockSize(value: unknown): number {
+/**
+ * Largest --block-size: a chunk is held whole in memory on both sides, and
+ * 1 GiB keeps well inside what a Buffer can hold (4 GiB here).
+ */
+export const MAX_BLOCK_SIZE = 2 ** 30;
+/**
+ * Longest --sleep-interval, seconds: an hour between checks is already
+ * only a safety net; timers cannot wait longer than 24.8 days at all.
+ */
+export const MAX_SLEEP_INTERVAL = 3600;
+/** Largest --producers: far beyond any real queue, and a count no file can garble. */
+export const MAX_PRODUCERS = 1_000_000;
+
+/** A whole number in [1, max] from a flag, the environment or the API, or a UsageError in filebus's words. */
+function parseCount(option: string, what: string, max: number, maxText: string, value: unknown): number {
   const n = typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value;
   if (typeof n !== 'number' || !Number.isSafeInteger(n) || n <= 0) {
-    throw new UsageError(`--block-size must be a positive whole number of bytes, got '${String(value)}'`);
+    throw new UsageError(`${option} must be a positive whole number${what}, got '${String(value)}'`);
   }
+  if (n > max) throw new UsageError(`${option} must be at most ${maxText}, got '${String(value)}'`);
   return n;
+}
+
+/** Checks a block size from a flag, the environment or the API. */
+export function parseBlockSize(value: unknown): number {
+  return parseCount('--block-size', ' of bytes', MAX_BLOCK_SIZE, `${MAX_BLOCK_SIZE} (1 GiB)`, value);
+}
+
+/** Checks a count of producers (`--producers`, see BusOptions.producers). */
+export function parseProducers(value: unknown): number {
+  return parseCount('--producers', '', MAX_PRODUCERS, String(MAX_PRODUCERS), value);
 }
 
 /** Checks a sleep interval (seconds, fractions allowed). */
@@ -70,6 +106,7 @@ export function parseSleepInterval(value: unknown): number {
   if (typeof n !== 'number' || !Number.isFinite(n) || n < 0) {
     throw new UsageError(`--sleep-interval must be a number of seconds >= 0, got '${String(value)}'`);
   }
+  if (n > MAX_SLEEP_INTERVAL) throw new UsageError(`--sleep-interval must be at most ${MAX_SLEEP_INTERVAL} seconds, got '${String(value)}'`);
   return n;
 }
 
@@ -79,6 +116,7 @@ export function busPaths(filename: string): BusPaths {
     file,
     lock: `${file}.lock`,
     staging: `${file}.__new__`,
+    ends: `${file}.ends`,
     dir: path.dirname(file),
     base: path.basename(file),
   };
@@ -98,6 +136,7 @@ export function resolveOptions(options: BusOptions): ResolvedOptions {
     sleepMs: Math.max(1, sleepInterval * 1000),
     fileMonitoring: options.fileMonitoring ?? true,
     blockingRead: options.blockingRead ?? false,
+    producers: parseProducers(options.producers ?? 1),
     signal: options.signal,
     log: options.log ?? (() => {}),
   };

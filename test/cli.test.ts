@@ -25,6 +25,18 @@ describe('usage errors: exit status 2 and one line on stderr naming the problem'
     ['unknown command', (bus) => ['--filename', bus, 'frobnicate'], /frobnicate/],
     ['--block-size without a value', (bus) => ['--filename', bus, 'consumer', '--block-size'], /--block-size/],
     ['FILEBUS_BLOCK_SIZE=0', (bus) => ['--filename', bus, 'consumer'], /block-size.*'0'/, { FILEBUS_BLOCK_SIZE: '0' }],
+    // Out of range: refused in filebus's words, not Node's ("The value of "size" is out of range").
+    ['--block-size 99999999999 (producer)', (bus) => ['--filename', bus, '--block-size', '99999999999', 'producer'], /--block-size.*1 GiB.*'99999999999'/],
+    ['--block-size 99999999999 (consumer)', (bus) => ['--filename', bus, '--block-size', '99999999999', 'consumer'], /--block-size.*at most/],
+    ['--block-size 1 GiB + 1', (bus) => ['--filename', bus, '--block-size', String(2 ** 30 + 1), 'producer'], /--block-size/],
+    ['FILEBUS_BLOCK_SIZE=1e12', (bus) => ['--filename', bus, 'producer'], /block-size/, { FILEBUS_BLOCK_SIZE: '1000000000000' }],
+    ['--sleep-interval 1e9', (bus) => ['--filename', bus, '--sleep-interval', '1e9', 'consumer'], /--sleep-interval.*at most/],
+    ['--sleep-interval Infinity', (bus) => ['--filename', bus, '--sleep-interval', 'Infinity', 'consumer'], /--sleep-interval/],
+    ['--producers 0', (bus) => ['--filename', bus, '--back-pressure', 'consumer', '--producers', '0'], /--producers.*'0'/],
+    ['--producers 99999999999', (bus) => ['--filename', bus, '--back-pressure', 'consumer', '--producers', '99999999999'], /--producers.*at most/],
+    ['--producers on a producer', (bus) => ['--filename', bus, '--back-pressure', 'producer', '--producers', '2'], /--producers/],
+    ['--producers without --back-pressure', (bus) => ['--filename', bus, 'consumer', '--producers', '2'], /--producers.*back-pressure/],
+    ['FILEBUS_PRODUCERS=-1', (bus) => ['--filename', bus, '--back-pressure', 'consumer'], /producers.*'-1'/, { FILEBUS_PRODUCERS: '-1' }],
   ];
   test.each(cases)('%s', async (_name, args, problem, env) => {
     const dir = tempDir();

@@ -7,7 +7,7 @@
  */
 import { parseArgs } from 'node:util';
 import { UsageError, errnoCode } from '../errors.js';
-import { type BusOptions, defaults, parseBlockSize, parseSleepInterval } from '../options.js';
+import { type BusOptions, MAX_BLOCK_SIZE, MAX_SLEEP_INTERVAL, defaults, parseBlockSize, parseProducers, parseSleepInterval } from '../options.js';
 
 export type Command = 'producer' | 'consumer';
 export const implementations = ['typescript', 'bash'] as const;
@@ -33,6 +33,7 @@ const spec = {
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
   'blocking-read': { type: 'boolean' },
+  producers: { type: 'string' },
 } as const;
 
 const globalHelp = `Usage: filebus [options] <producer|consumer> [command options]
@@ -49,8 +50,10 @@ Options:
   --back-pressure, --lossless
                             lossless work queue: each chunk to exactly one
                             consumer; the producer waits for each to be taken
-  --block-size N            largest chunk in bytes (default ${defaults.blockSize})
-  --sleep-interval SECONDS  longest wait between checks of the bus (default ${defaults.sleepInterval})
+  --block-size N            largest chunk in bytes (default ${defaults.blockSize},
+                            at most ${MAX_BLOCK_SIZE}: 1 GiB)
+  --sleep-interval SECONDS  longest wait between checks of the bus (default
+                            ${defaults.sleepInterval}, at most ${MAX_SLEEP_INTERVAL})
   --no-file-monitoring      poll only; no file-system notifications
   --impl, --implementation NAME
                             typescript (default) or bash
@@ -60,7 +63,8 @@ Options:
 
 Every option can also come from the environment: FILEBUS_FILENAME,
 FILEBUS_BACK_PRESSURE=1, FILEBUS_BLOCK_SIZE, FILEBUS_SLEEP_INTERVAL,
-FILEBUS_FILE_MONITORING=0, FILEBUS_IMPL, FILEBUS_VERBOSE.
+FILEBUS_FILE_MONITORING=0, FILEBUS_IMPL, FILEBUS_VERBOSE; and for the
+commands FILEBUS_BLOCKING_READ=1 and FILEBUS_PRODUCERS.
 
 Examples:
   strings /dev/urandom | filebus --filename /tmp/rand.filebus producer
@@ -83,12 +87,18 @@ Command options:
 
 Global options: see 'filebus --help'.
 `,
-  consumer: `Usage: filebus [options] consumer
+  consumer: `Usage: filebus [options] consumer [--producers N]
 
 Write chunks from the bus to standard output. In multicast mode (default)
 every consumer gets every chunk it catches and runs until interrupted; with
 --back-pressure each chunk goes to exactly one consumer, and the consumer
 that takes the end-of-stream chunk exits 0.
+
+Command options:
+  --producers N     with --back-pressure: the stream ends after N
+                    end-of-stream chunks (one per producer), counted by all
+                    consumers of the bus together; then every consumer
+                    given the same N exits 0
 
 Global options: see 'filebus --help'.
 `,
@@ -116,9 +126,15 @@ export function parseCommandLine(args: string[], env: NodeJS.ProcessEnv): Invoca
   if (command !== 'producer' && command !== 'consumer') throw new UsageError(`unknown command '${command}': use producer or consumer`);
   if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`);
   if (values['blocking-read'] && command !== 'producer') throw new UsageError('--blocking-read is an option of the producer');
+  if (values.producers !== undefined && command !== 'consumer') throw new UsageError('--producers is an option of the consumer');
 
   const filename = values.filename ?? env.FILEBUS_FILENAME;
   if (!filename) throw new UsageError('a bus file is required: pass --filename FILE or set FILEBUS_FILENAME');
+
+  const backPressure = values['back-pressure'] ?? values.lossless ?? flag(env, 'FILEBUS_BACK_PRESSURE') ?? flag(env, 'FILEBUS_LOSSLESS') ?? false;
+  const producersValue = values.producers ?? (command === 'consumer' ? env.FILEBUS_PRODUCERS || undefined : undefined);
+  const producers = producersValue === undefined ? undefined : parseProducers(producersValue);
+  if (producers !== undefined && !backPressure) throw new UsageError('--producers counts end-of-stream chunks, which only --back-pressure has');
 
   const fileMonitoring = values['no-file-monitoring']
     ? false
@@ -129,11 +145,12 @@ export function parseCommandLine(args: string[], env: NodeJS.ProcessEnv): Invoca
     verbose: values.verbose?.length ?? (Number.parseInt(env.FILEBUS_VERBOSE ?? '0', 10) || 0),
     options: {
       filename,
-      backPressure: values['back-pressure'] ?? values.lossless ?? flag(env, 'FILEBUS_BACK_PRESSURE') ?? flag(env, 'FILEBUS_LOSSLESS') ?? false,
+      backPressure,
       blockSize: parseBlockSize(values['block-size'] ?? env.FILEBUS_BLOCK_SIZE ?? defaults.blockSize),
       sleepInterval: parseSleepInterval(values['sleep-interval'] ?? env.FILEBUS_SLEEP_INTERVAL ?? defaults.sleepInterval),
       fileMonitoring,
       blockingRead: values['blocking-read'] ?? flag(env, 'FILEBUS_BLOCKING_READ') ?? false,
+      ...(producers === undefined ? {} : { producers }),
     },
   };
 }
