@@ -31,7 +31,7 @@ export function openBus(busOptions: BusOptions, role: BusRole): Bus {
     throw busError('create the directory', paths.dir, notDirectory(paths.dir, error));
   }
   checkRegular(paths.file);
-  const lock = new BusLock(paths.lock);
+  const lock = new BusLock(paths.lock, options.sleepMs);
   if (role.writes) {
     try {
       fs.accessSync(paths.dir, fs.constants.W_OK);

@@ -22,20 +22,6 @@ export function flock(fd: number, operation: number): number {
   return flockFn(fd, operation) === 0 ? 0 : koffi.errno();
 }
 
-/**
- * flock(2) on one of koffi's worker threads, for the blocking wait of a
- * contended lock: the event loop stays free for signals and I/O. Resolves
- * to 0 or -1 (errno is not carried across threads; callers retry).
- */
-export function flockOffThread(fd: number, operation: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    flockFn.async(fd, operation, (error: unknown, result: number) => {
-      if (error) reject(error);
-      else resolve(result);
-    });
-  });
-}
-
 const PollFd = koffi.struct('filebus_pollfd', { fd: 'int', events: 'short', revents: 'short' });
 const pollFn = libc.func('poll', 'int', [koffi.inout(koffi.pointer(PollFd)), 'unsigned long', 'int']);
 const POLLERR = 0x008;
