@@ -71,6 +71,8 @@ async function runProducer({ options, verbose }: Run): Promise<void> {
     producer.on('finish', resolve);
     producer.on('error', reject);
   });
+  // Awaited below; a publish error may come while produceFrom still waits for input.
+  finished.catch(() => {});
   const stopped = new AbortController();
   const progress = { bytesRead: 0 };
   let signalStatus: number | undefined;
@@ -92,13 +94,8 @@ async function runProducer({ options, verbose }: Run): Promise<void> {
     },
   );
   log(verbose, `producer on ${options.filename} (${options.backPressure ? 'back-pressure' : 'multicast'})`);
-  try {
-    await produceFrom(0, producer, stopped.signal, progress);
-  } catch (error) {
-    // A publish error reaches both produceFrom and 'error'; report it once.
-    finished.catch(() => {});
-    throw error;
-  }
+  // A publish error reaches both produceFrom and 'error'; it is reported once, from here.
+  await produceFrom(0, producer, stopped.signal, progress);
   inputDone = true;
   // Stopped by a signal: publish what was written, without the end-of-stream chunk.
   if (stopped.signal.aborted) producer.interrupt();

@@ -7,7 +7,7 @@
  * end-of-stream chunk (see producer.ts).
  */
 import fs from 'node:fs';
-import type { Bus } from './bus/open.js';
+import { type Bus, chunkPresent } from './bus/open.js';
 import { busError, errnoCode } from './errors.js';
 import { type ScratchBuffer, readChunk } from './bus/read.js';
 
@@ -38,7 +38,7 @@ export async function consumeQueue(bus: Bus, deliver: Deliver, signal?: AbortSig
 async function take(bus: Bus, signal?: AbortSignal, scratch?: ScratchBuffer): Promise<Buffer> {
   const { file } = bus.options.paths;
   for (let backoff = FIRST_BACKOFF_MS; ; backoff *= 2) {
-    await bus.watcher.until(() => (fs.existsSync(file) ? true : undefined), signal);
+    await bus.watcher.until(() => (chunkPresent(file) ? true : undefined), signal);
     // The lock is busy: another consumer is taking this chunk, or the
     // producer is between its rename and its unlock. Queueing on the lock
     // would only crowd out the producer; no notification marks the lock's

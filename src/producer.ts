@@ -176,31 +176,45 @@ export async function produceFrom(fd: number, producer: Producer, signal?: Abort
   const regular = fs.fstatSync(fd).isFile();
   const wholeBlocks = regular || producer.blockingRead;
   const buffers = [Buffer.allocUnsafe(blockSize), Buffer.allocUnsafe(blockSize)];
+  // Reading stops on the caller's abort, and on a failed publish, which
+  // must not wait for more input to be reported.
+  const stop = new AbortController();
+  const onAbort = () => stop.abort();
+  if (signal?.aborted) stop.abort();
+  signal?.addEventListener('abort', onAbort, { once: true });
   let published: Promise<void> = Promise.resolve();
-  for (let turn = 0, ended = false; !ended; turn ^= 1) {
-    const block = buffers[turn]!;
-    let length = 0;
-    try {
-      do {
-        if (signal?.aborted) {
-          ended = true;
-          break;
-        }
-        const n = regular ? readSync(fd, block, length) : await readWhenReady(fd, block, length, signal);
-        if (n === 0) ended = true;
-        length += n;
-        progress.bytesRead += n;
-      } while (!ended && wholeBlocks && length < blockSize);
-    } catch (error) {
-      // Aborted while waiting for input: what is in `block` was read all the same.
-      if (!signal?.aborted) throw error;
-      ended = true;
+  try {
+    for (let turn = 0, ended = false; !ended; turn ^= 1) {
+      const block = buffers[turn]!;
+      let length = 0;
+      try {
+        do {
+          if (stop.signal.aborted) {
+            ended = true;
+            break;
+          }
+          const n = regular ? readSync(fd, block, length) : await readWhenReady(fd, block, length, stop.signal);
+          if (n === 0) ended = true;
+          length += n;
+          progress.bytesRead += n;
+        } while (!ended && wholeBlocks && length < blockSize);
+      } catch (error) {
+        // Stopped while waiting for input: what is in `block` was read all the same.
+        if (!stop.signal.aborted) throw error;
+        ended = true;
+      }
+      // The other buffer is free again once its block is published (this
+      // throws if it failed).
+      await published;
+      if (length > 0) {
+        published = written(producer, block.subarray(0, length));
+        published.catch(onAbort);
+      }
     }
-    // The other buffer is free again once its block is published.
     await published;
-    if (length > 0) published = written(producer, block.subarray(0, length));
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
   }
-  await published;
 }
 
 function written(producer: Producer, data: Buffer): Promise<void> {

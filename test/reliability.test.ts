@@ -483,6 +483,8 @@ describe('2b. a signal never drops input already read', () => {
         await holdLock(`${bus}.lock`);
         input = inputFifo(dir);
         producer = filebus([...busArgs(bus, '--block-size', String(RECORD_BYTES)), 'producer'], { stdin: input.fd });
+        const pid = producer.child.pid!;
+        await until(() => openFiles(pid).includes(`${bus}.lock`), 10_000, 'the producer to start');
         for (const record of fiveRecords) {
           input.write(record);
           await sleep(100);
@@ -895,6 +897,154 @@ describe('5. bad input', () => {
     expect(lines(proc.stderr())).toHaveLength(1);
     expect(proc.stderr()).toMatch(/sleep-interval/);
     expect(hasStackTrace(proc.stderr())).toBe(false);
+  });
+});
+
+describe('5b. F replaced under a waiting process', () => {
+  type Waiter = 'bp-producer' | 'consumer' | 'bp-consumer';
+  const kinds = [
+    ['a directory', (file: string) => fs.mkdirSync(file), /directory/],
+    ['a FIFO', (file: string) => execFileSync('mkfifo', [file]), /FIFO/],
+  ] as const;
+  const cases = (['bp-producer', 'consumer', 'bp-consumer'] as Waiter[]).flatMap((role) => kinds.map(([kind, make, cause]) => [role, kind, make, cause] as const));
+  test.each(cases)('%s notices F turned into %s within one --sleep-interval: one line naming F, exit 1', async (role, _kind, make, cause) => {
+    const dir = tempDir();
+    const bus = path.join(dir, 'bus');
+    // Polling only, once a second: a process that notices must do so on its poll.
+    const args = busArgs(bus, '--sleep-interval', '1', '--no-file-monitoring', ...(role === 'consumer' ? [] : bp));
+    let proc: Proc;
+    if (role === 'bp-producer') {
+      proc = filebus([...args, 'producer']);
+      proc.child.stdin!.write('first\n');
+      await until(fileHolds(bus, 'first\n'), 10_000, 'the first chunk');
+      proc.child.stdin!.write('second\n'); // waits for the slot
+    } else {
+      proc = filebus([...args, role.replace('bp-', '')], { stdin: 'ignore' });
+      await until(() => openFiles(proc.child.pid!).length > 0 && (role === 'consumer' || fs.existsSync(`${bus}.lock`)), 10_000, 'the consumer to start');
+    }
+    await sleep(1200); // waiting, past a first poll
+    fs.rmSync(bus, { force: true });
+    const replaced = performance.now();
+    make(bus);
+    expect(await exitOf(proc, 5000)).toBe(1);
+    expect(performance.now() - replaced, 'ms from the replacement to the exit').toBeLessThan(1000 + 500);
+    const err = lines(proc.stderr());
+    expect(err, proc.stderr()).toHaveLength(1);
+    expect(err[0]).toMatch(/^filebus: /);
+    expect(err[0]).toContain(bus);
+    expect(err[0]).toMatch(cause);
+    expect(hasStackTrace(proc.stderr())).toBe(false);
+  });
+});
+
+describe('5c. symbolic links planted in the bus directory', () => {
+  type Role = 'producer' | 'consumer' | 'bp-producer' | 'bp-consumer';
+  const all: Role[] = ['producer', 'consumer', 'bp-producer', 'bp-consumer'];
+  /** Runs each role on `bus` with one line of input; each must exit 1 with one line naming `names`. */
+  async function refusedBy(roles: Role[], bus: string, names: string): Promise<void> {
+    for (const role of roles) {
+      const proc = filebus([...busArgs(bus, ...(role.startsWith('bp-') ? bp : [])), role.replace('bp-', '')]);
+      proc.child.stdin!.end('data from the bus\n');
+      expect(await exitOf(proc, 8000), `${role}: ${proc.stderr()}`).toBe(1);
+      const err = lines(proc.stderr());
+      expect(err, `${role}: ${proc.stderr()}`).toHaveLength(1);
+      expect(err[0], role).toMatch(/^filebus: /);
+      expect(err[0], role).toContain(names);
+      expect(err[0], role).toMatch(/symbolic link/);
+      expect(hasStackTrace(proc.stderr()), role).toBe(false);
+    }
+  }
+  function victim(): { dir: string; file: string } {
+    const dir = tempDir();
+    const file = path.join(dir, 'victim.txt');
+    fs.writeFileSync(file, 'precious\n');
+    return { dir, file };
+  }
+
+  test('F.__new__ -> a victim file: never written, never renamed into place', async () => {
+    const { dir: victimDir, file } = victim();
+    const dir = tempDir();
+    const bus = path.join(dir, 'bus');
+    fs.symlinkSync(file, `${bus}.__new__`);
+    await refusedBy(all, bus, `${bus}.__new__`);
+    expect(fs.readFileSync(file, 'utf8')).toBe('precious\n');
+    expect(fs.lstatSync(`${bus}.__new__`).isSymbolicLink()).toBe(true);
+    expect(fs.existsSync(bus)).toBe(false);
+    expect(fs.readdirSync(victimDir)).toEqual(['victim.txt']);
+  });
+
+  test('F.__new__ -> a victim file planted while a producer runs: refused at the next publish', async () => {
+    const { file } = victim();
+    const dir = tempDir();
+    const bus = path.join(dir, 'bus');
+    const producer = filebus([...busArgs(bus), 'producer']);
+    producer.child.stdin!.write('one\n');
+    await until(fileHolds(bus, 'one\n'), 10_000, 'the first chunk');
+    fs.symlinkSync(file, `${bus}.__new__`);
+    producer.child.stdin!.write('two\n');
+    expect(await exitOf(producer)).toBe(1);
+    expect(lines(producer.stderr())).toHaveLength(1);
+    expect(producer.stderr()).toContain(`${bus}.__new__`);
+    expect(producer.stderr()).toMatch(/symbolic link/);
+    expect(fs.readFileSync(file, 'utf8')).toBe('precious\n');
+    expect(fs.readFileSync(bus, 'utf8')).toBe('one\n');
+    expect(fs.lstatSync(bus).isFile()).toBe(true);
+  });
+
+  test('a dangling F.lock -> a file outside the directory: never created', async () => {
+    const { dir: victimDir } = victim();
+    const target = path.join(victimDir, 'created-by-filebus');
+    const dir = tempDir();
+    const bus = path.join(dir, 'bus');
+    fs.symlinkSync(target, `${bus}.lock`);
+    await refusedBy(all, bus, `${bus}.lock`);
+    expect(fs.existsSync(target)).toBe(false);
+    expect(fs.readdirSync(victimDir)).toEqual(['victim.txt']);
+  });
+
+  test('F.lock -> a victim file: never locked through, never truncated', async () => {
+    const { file } = victim();
+    const dir = tempDir();
+    const bus = path.join(dir, 'bus');
+    fs.symlinkSync(file, `${bus}.lock`);
+    await refusedBy(all, bus, `${bus}.lock`);
+    expect(fs.readFileSync(file, 'utf8')).toBe('precious\n');
+  });
+
+  test('F -> a victim file: never read out, never removed', async () => {
+    const { file } = victim();
+    const dir = tempDir();
+    const bus = path.join(dir, 'bus');
+    fs.symlinkSync(file, bus);
+    await refusedBy(all, bus, bus);
+    expect(fs.readFileSync(file, 'utf8')).toBe('precious\n');
+    expect(fs.lstatSync(bus).isSymbolicLink()).toBe(true);
+  });
+
+  test.each([['consumer'], ['bp-consumer'], ['bp-producer']] as const)('F replaced by a link to a victim under a waiting %s: one line, exit 1', async (role) => {
+    const { file } = victim();
+    const dir = tempDir();
+    const bus = path.join(dir, 'bus');
+    const args = busArgs(bus, ...(role === 'consumer' ? [] : bp));
+    let proc: Proc;
+    if (role === 'bp-producer') {
+      proc = filebus([...args, 'producer']);
+      proc.child.stdin!.write('first\n');
+      await until(fileHolds(bus, 'first\n'), 10_000, 'the first chunk');
+      proc.child.stdin!.write('second\n');
+      await sleep(300);
+      fs.rmSync(bus);
+    } else {
+      proc = filebus([...args, role.replace('bp-', '')], { stdin: 'ignore' });
+      await sleep(500);
+    }
+    fs.symlinkSync(file, bus);
+    expect(await exitOf(proc, 5000)).toBe(1);
+    expect(lines(proc.stderr()), proc.stderr()).toHaveLength(1);
+    expect(proc.stderr()).toContain(bus);
+    expect(proc.stderr()).toMatch(/symbolic link/);
+    expect(proc.stdout().toString()).toBe('');
+    expect(fs.readFileSync(file, 'utf8')).toBe('precious\n');
   });
 });
 

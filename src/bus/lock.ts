@@ -6,6 +6,7 @@
  */
 import fs from 'node:fs';
 import { BusError, busError, errnoCode } from '../errors.js';
+import { symlinkError } from './open.js';
 import { EINTR, EWOULDBLOCK, LOCK_EX, LOCK_NB, LOCK_UN, flock } from '../sys/libc.js';
 
 /** How long to retry a contended lock before backing off. */
@@ -78,11 +79,15 @@ export class BusLock {
     try {
       // Append mode creates a missing lock file without truncating it (its
       // content means nothing); O_NONBLOCK keeps a FIFO in its place from
-      // hanging the open until a reader comes.
-      fd = fs.openSync(this.path, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_APPEND | fs.constants.O_NONBLOCK, 0o666);
+      // hanging the open until a reader comes; O_NOFOLLOW refuses a link,
+      // dangling or not, so no file outside the bus directory is created
+      // or locked through it.
+      const flags = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_APPEND | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW;
+      fd = fs.openSync(this.path, flags, 0o666);
     } catch (error) {
       // ENXIO: a FIFO with no reader.
       if (errnoCode(error) === 'ENXIO') throw notRegular(this.path, 'a FIFO');
+      if (errnoCode(error) === 'ELOOP') throw symlinkError(this.path);
       throw busError('open the lock file', this.path, error);
     }
     const st = fs.fstatSync(fd);
@@ -102,7 +107,7 @@ export class BusLock {
   }
 
   #stillCurrent(): boolean {
-    const st = fs.statSync(this.path, { throwIfNoEntry: false });
+    const st = fs.lstatSync(this.path, { throwIfNoEntry: false });
     return st !== undefined && st.dev === this.#dev && st.ino === this.#ino;
   }
 

@@ -5,18 +5,19 @@
  * pressure only adds "wait until F is gone, and re-check under the lock".
  */
 import fs from 'node:fs';
-import type { Bus } from './open.js';
-import { busError } from '../errors.js';
+import { type Bus, checkRegular, chunkPresent, symlinkError } from './open.js';
+import { BusError, busError, errnoCode } from '../errors.js';
 import type { BusPaths } from '../options.js';
 
 export async function publish(bus: Bus, chunk: Uint8Array, signal?: AbortSignal): Promise<void> {
   const { paths, backPressure } = bus.options;
   for (;;) {
-    if (backPressure) await bus.watcher.until(() => (fs.existsSync(paths.file) ? undefined : true), signal);
+    // chunkPresent also ends the wait with an error when F turns into a directory, a FIFO or a link.
+    if (backPressure) await bus.watcher.until(() => (chunkPresent(paths.file) ? undefined : true), signal);
     await bus.lock.acquire(signal);
     try {
       // Another producer may have filled the slot between our check and the lock.
-      if (backPressure && fs.existsSync(paths.file)) continue;
+      if (backPressure && chunkPresent(paths.file)) continue;
       stageAndRename(paths, chunk);
       return;
     } finally {
@@ -31,12 +32,7 @@ export async function publish(bus: Bus, chunk: Uint8Array, signal?: AbortSignal)
  * ever left behind by SIGKILL (and the next publish truncates it).
  */
 function stageAndRename(paths: BusPaths, chunk: Uint8Array): void {
-  let fd: number;
-  try {
-    fd = fs.openSync(paths.staging, 'w');
-  } catch (error) {
-    throw busError('create', paths.staging, error);
-  }
+  const fd = createStaging(paths.staging);
   // On any failure the previous chunk at F is untouched; the partial one is dropped.
   try {
     let written = 0;
@@ -58,7 +54,35 @@ function stageAndRename(paths: BusPaths, chunk: Uint8Array): void {
     fs.renameSync(paths.staging, paths.file);
   } catch (error) {
     removeQuietly(paths.staging);
+    // A directory in F's place (EISDIR, ENOTEMPTY) is best named as such.
+    checkRegular(paths.file);
     throw busError('publish', paths.staging, error);
+  }
+}
+
+/**
+ * Creates `F.__new__` afresh: O_EXCL never opens an existing file, so a
+ * link planted there (by anyone who can write to the directory) is never
+ * followed, and no file is created or truncated outside the directory. A
+ * regular file left by a producer killed mid-publish is removed first; we
+ * hold the lock, so no live producer is writing it.
+ */
+function createStaging(staging: string): number {
+  const flags = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return fs.openSync(staging, flags, 0o666);
+    } catch (error) {
+      if (errnoCode(error) !== 'EEXIST' || attempt > 0) throw busError('create', staging, error);
+    }
+    const st = fs.lstatSync(staging, { throwIfNoEntry: false });
+    if (st?.isSymbolicLink()) throw symlinkError(staging);
+    if (st !== undefined && !st.isFile()) throw new BusError(`${staging} is not a regular file; the staging file must be one`, staging, { code: 'EFTYPE' });
+    try {
+      fs.unlinkSync(staging);
+    } catch (error) {
+      if (errnoCode(error) !== 'ENOENT') throw busError('remove the leftover', staging, error);
+    }
   }
 }
 

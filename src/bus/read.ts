@@ -4,7 +4,7 @@
  */
 import fs from 'node:fs';
 import { busError, errnoCode } from '../errors.js';
-import { checkRegular } from './open.js';
+import { checkRegular, symlinkError } from './open.js';
 
 export interface Chunk {
   readonly data: Buffer;
@@ -22,7 +22,7 @@ export function identityOf(st: fs.BigIntStats): string {
 
 /** The identity of `F` now, or undefined when there is no chunk. */
 export function currentIdentity(file: string): string | undefined {
-  const st = fs.statSync(file, { bigint: true, throwIfNoEntry: false });
+  const st = fs.lstatSync(file, { bigint: true, throwIfNoEntry: false });
   if (st === undefined) return undefined;
   checkRegular(file, st);
   return identityOf(st);
@@ -48,9 +48,11 @@ export class ScratchBuffer {
 export function readChunk(file: string, scratch?: ScratchBuffer): Chunk | undefined {
   let fd: number;
   try {
-    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    // O_NOFOLLOW: a link swapped in after our lstat is refused, never read through.
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
   } catch (error) {
     if (errnoCode(error) === 'ENOENT') return undefined;
+    if (errnoCode(error) === 'ELOOP') throw symlinkError(file);
     throw busError('open', file, error);
   }
   try {
