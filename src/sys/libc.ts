@@ -9,6 +9,7 @@ import koffi from 'koffi';
 
 const libc = koffi.load('libc.so.6');
 
+export const LOCK_SH = 1;
 export const LOCK_EX = 2;
 export const LOCK_NB = 4;
 export const LOCK_UN = 8;
