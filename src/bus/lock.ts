@@ -114,8 +114,8 @@ export class BusLock {
   /**
    * Uncontended, which is the usual case, this is one system call. Holders
    * keep the lock for a few system calls, so a contended lock is usually
-   * free again within microseconds: retrying briefly beats a round trip
-   * through a worker thread (~70 us here) by a wide margin.
+   * free again within microseconds: retrying briefly beats the shortest
+   * back-off (0.5 ms) by a wide margin.
    */
   #attempt(spinMs: number): number {
     if (this.#held) throw new Error(`BusLock: ${this.path} is already held by this process`);
