@@ -82,7 +82,7 @@ async function take(bus: Bus, signal?: AbortSignal, scratch?: ScratchBuffer, end
         bus.lock.release();
         return undefined;
       }
-      chunk = readChunk(file, scratch);
+      chunk = readChunk(file, scratch, bus.fileSystem.shared);
     } catch (error) {
       bus.lock.release();
       throw error;
