@@ -84,7 +84,7 @@ async function runProducer({ options, verbose }: Run): Promise<void> {
       // to it), what was not stays in the input for someone else.
       stopped.abort();
       // Input already ended: the end-of-stream chunk may be waiting for the
-      // bus. The input did not end for our reader's sake, so drop it.
+      // bus. Drop it and exit 128+n; status 0 would say it went out.
       if (inputDone) producer.interrupt();
     },
     () => {
