@@ -71,7 +71,9 @@ async function runProducer({ options, verbose }: Run): Promise<void> {
     producer.on('finish', resolve);
     producer.on('error', reject);
   });
-  // Awaited below; a publish error may come while produceFrom still waits for input.
+  // A publish error rejects this before anyone awaits it (the write that
+  // failed is still unwinding): mark it handled, so that it is reported
+  // once, as one line, where it is awaited, and not as a crash.
   finished.catch(() => {});
   const stopped = new AbortController();
   const progress = { bytesRead: 0 };
@@ -107,6 +109,8 @@ async function runProducer({ options, verbose }: Run): Promise<void> {
 async function runConsumer({ options, verbose }: Run): Promise<void> {
   const { consume } = await import('../src/consumer.js');
   const { growPipe, peerClosed } = await import('../src/sys/libc.js');
+  const { MissedReporter } = await import('../src/cli/missed.js');
+  const missed = new MissedReporter((line) => process.stderr.write(line));
   const stop = new AbortController();
   let exitStatus = 0;
   onSignals((status) => {
@@ -142,9 +146,11 @@ async function runConsumer({ options, verbose }: Run): Promise<void> {
     });
   log(verbose, `consumer on ${options.filename} (${options.backPressure ? 'back-pressure' : 'multicast'})`);
   try {
-    await consume({ ...options, signal: stop.signal, reuseBuffers: true, log: logger(verbose) }, writeOut);
+    await consume({ ...options, signal: stop.signal, reuseBuffers: true, log: logger(verbose), onMissed: (gap) => missed.add(gap) }, writeOut);
   } catch (error) {
     if (!stop.signal.aborted) throw error;
+  } finally {
+    missed.flush();
   }
   process.exit(exitStatus);
 }

@@ -1,5 +1,5 @@
 export { createProducer, produceFrom, Producer } from './producer.js';
-export { createConsumer, consume, type ConsumeOptions, type Deliver } from './consumer.js';
+export { createConsumer, consume, type ConsumeOptions, type Deliver, type MissedChunks } from './consumer.js';
 export { publish } from './bus/publish.js';
 export { openBus, type Bus } from './bus/open.js';
 export { BusLock } from './bus/lock.js';

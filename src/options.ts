@@ -24,6 +24,17 @@ export interface BusOptions {
    * it, and nothing is counted.
    */
   producers?: number;
+  /**
+   * Producer, multicast only: keep the last `history` chunks, numbered, in
+   * `F.history/` (docs/protocol.md, "Extension: history"), so that
+   * consumers within that many chunks get every one. Default 0: off.
+   */
+  history?: number;
+  /**
+   * Consumer: start from the oldest chunk the history keeps instead of the
+   * newest (like `tail -n +1 -f`). Default false.
+   */
+  replay?: boolean;
   /** Stops the producer or consumer. */
   signal?: AbortSignal;
   /**
@@ -41,6 +52,8 @@ export interface BusPaths {
   readonly lock: string;
   /** `F.__new__`, the staging file, written only under the lock. */
   readonly staging: string;
+  /** `F.history`, the directory of numbered chunks of the history extension. */
+  readonly history: string;
   /** The directory that holds them, watched for notifications. */
   readonly dir: string;
   /** The base name of `F`, to pick its events out of the directory's. */
@@ -58,6 +71,9 @@ export interface ResolvedOptions {
   readonly fileMonitoring: boolean;
   readonly blockingRead: boolean;
   readonly producers: number;
+  /** Chunks a producer keeps in `F.history/`; 0 when it keeps none. */
+  readonly history: number;
+  readonly replay: boolean;
   readonly signal: AbortSignal | undefined;
   readonly log: (message: string) => void;
 }
@@ -110,6 +126,19 @@ export function parseSleepInterval(value: unknown): number {
   return n;
 }
 
+/** Largest --history: each kept chunk is a file in F.history/. */
+export const MAX_HISTORY = 1_000_000;
+
+/** Checks a history window (a count of chunks; 0 turns the history off). */
+export function parseHistory(value: unknown): number {
+  const n = typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) {
+    throw new UsageError(`--history must be a whole number of chunks >= 0, got '${String(value)}'`);
+  }
+  if (n > MAX_HISTORY) throw new UsageError(`--history must be at most ${MAX_HISTORY} chunks, got '${String(value)}'`);
+  return n;
+}
+
 export function busPaths(filename: string): BusPaths {
   const file = path.resolve(filename);
   return {
@@ -117,6 +146,7 @@ export function busPaths(filename: string): BusPaths {
     lock: `${file}.lock`,
     staging: `${file}.__new__`,
     ends: `${file}.ends`,
+    history: `${file}.history`,
     dir: path.dirname(file),
     base: path.basename(file),
   };
@@ -127,9 +157,16 @@ export function resolveOptions(options: BusOptions): ResolvedOptions {
     throw new UsageError('a bus file is required: pass --filename FILE or set FILEBUS_FILENAME');
   }
   const sleepInterval = parseSleepInterval(options.sleepInterval ?? defaults.sleepInterval);
+  const backPressure = options.backPressure ?? false;
+  const history = parseHistory(options.history ?? 0);
+  const replay = options.replay ?? false;
+  // A work queue already hands every chunk to one consumer and removes it;
+  // a window of old chunks beside it would only be read by nobody.
+  if (backPressure && history > 0) throw new UsageError('--history is for multicast buses; a back-pressure bus already delivers every chunk');
+  if (backPressure && replay) throw new UsageError('--replay is for multicast consumers; a back-pressure bus keeps no history');
   return {
     paths: busPaths(options.filename),
-    backPressure: options.backPressure ?? false,
+    backPressure,
     blockSize: parseBlockSize(options.blockSize ?? defaults.blockSize),
     // A zero interval would make the safety-net poll a busy loop; 1 ms is
     // the finest a timer gives anyway.
@@ -137,6 +174,8 @@ export function resolveOptions(options: BusOptions): ResolvedOptions {
     fileMonitoring: options.fileMonitoring ?? true,
     blockingRead: options.blockingRead ?? false,
     producers: parseProducers(options.producers ?? 1),
+    history,
+    replay,
     signal: options.signal,
     log: options.log ?? (() => {}),
   };

@@ -36,6 +36,7 @@ describe('usage errors: exit status 2 and one line on stderr naming the problem'
     ['--producers 99999999999', (bus) => ['--filename', bus, '--back-pressure', 'consumer', '--producers', '99999999999'], /--producers.*at most/],
     ['--producers on a producer', (bus) => ['--filename', bus, '--back-pressure', 'producer', '--producers', '2'], /--producers/],
     ['--producers without --back-pressure', (bus) => ['--filename', bus, 'consumer', '--producers', '2'], /--producers.*back-pressure/],
+    ['--history 99999999999', (bus) => ['--filename', bus, 'producer', '--history', '99999999999'], /--history.*at most/],
     ['FILEBUS_PRODUCERS=-1', (bus) => ['--filename', bus, '--back-pressure', 'consumer'], /producers.*'-1'/, { FILEBUS_PRODUCERS: '-1' }],
   ];
   test.each(cases)('%s', async (_name, args, problem, env) => {

@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import { type Bus, checkRegular, chunkPresent, symlinkError } from './open.js';
 import { BusError, busError, errnoCode } from '../errors.js';
+import type { HistoryWriter } from '../history.js';
 import type { BusPaths } from '../options.js';
 
 export async function publish(bus: Bus, chunk: Uint8Array, signal?: AbortSignal): Promise<void> {
@@ -18,7 +19,7 @@ export async function publish(bus: Bus, chunk: Uint8Array, signal?: AbortSignal)
     try {
       // Another producer may have filled the slot between our check and the lock.
       if (backPressure && chunkPresent(paths.file)) continue;
-      stageAndRename(paths, chunk);
+      stageAndRename(paths, chunk, bus.history);
       return;
     } finally {
       bus.lock.release();
@@ -29,9 +30,10 @@ export async function publish(bus: Bus, chunk: Uint8Array, signal?: AbortSignal)
 /**
  * Synchronous on purpose: the lock is held for a handful of system calls
  * and no signal handler can run between them, so a staging file is only
- * ever left behind by SIGKILL (and the next publish truncates it).
+ * ever left behind by SIGKILL (and the next publish replaces it).
  */
-function stageAndRename(paths: BusPaths, chunk: Uint8Array): void {
+function stageAndRename(paths: BusPaths, chunk: Uint8Array, history?: HistoryWriter): void {
+  history?.prepare();
   const fd = createStaging(paths.staging);
   // On any failure the previous chunk at F is untouched; the partial one is dropped.
   try {
@@ -50,7 +52,10 @@ function stageAndRename(paths: BusPaths, chunk: Uint8Array): void {
     removeQuietly(paths.staging);
     throw busError('write', paths.staging, error);
   }
+  let seq: number | undefined;
   try {
+    // With history, the whole chunk gets its number before F shows it.
+    seq = history?.link(paths.staging);
     fs.renameSync(paths.staging, paths.file);
   } catch (error) {
     removeQuietly(paths.staging);
@@ -58,6 +63,7 @@ function stageAndRename(paths: BusPaths, chunk: Uint8Array): void {
     checkRegular(paths.file);
     throw busError('publish', paths.staging, error);
   }
+  if (seq !== undefined) history!.advance(seq);
 }
 
 /**
@@ -65,7 +71,9 @@ function stageAndRename(paths: BusPaths, chunk: Uint8Array): void {
  * link planted there (by anyone who can write to the directory) is never
  * followed, and no file is created or truncated outside the directory. A
  * regular file left by a producer killed mid-publish is removed first; we
- * hold the lock, so no live producer is writing it.
+ * hold the lock, so no live producer is writing it. (Truncating it instead
+ * would also be wrong with a history: a producer killed after linking
+ * F.__new__ into F.history/ leaves it as a second name of that entry.)
  */
 function createStaging(staging: string): number {
   const flags = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;

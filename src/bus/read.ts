@@ -12,6 +12,10 @@ export interface Chunk {
   readonly data: Buffer;
   /** Identity of the file read (PROTOCOL.md, "Multicast mode"). */
   readonly identity: string;
+  /** Device and inode alone: the same file under another name (history entries). */
+  readonly inode: string;
+  /** Hard links to the file when it was read: a chunk with history has at least two. */
+  readonly links: number;
 }
 
 /**
@@ -20,14 +24,6 @@ export interface Chunk {
  */
 export function identityOf(st: fs.BigIntStats): string {
   return `${st.dev}:${st.ino}:${st.ctimeNs}:${st.size}`;
-}
-
-/** The identity of `F` now, or undefined when there is no chunk. */
-export function currentIdentity(file: string): string | undefined {
-  const st = fs.lstatSync(file, { bigint: true, throwIfNoEntry: false });
-  if (st === undefined) return undefined;
-  checkRegular(file, st);
-  return identityOf(st);
 }
 
 /** A scratch buffer up to this size is kept whatever the chunks that follow (1 MiB blocks stay garbage-free). */
@@ -84,12 +80,13 @@ function collectSoon(): void {
  * Reads `F` whole; undefined when it vanished before the open. With
  * `scratch`, the bytes land in its buffer and are valid until the next read.
  * `sizeMayBeStale`: the bus is on a file system whose attributes may lag
- * behind another writer (NFS, FUSE; see readGrown).
+ * behind another writer (NFS, FUSE; see readGrown). A symbolic link (at
+ * `F` or a history entry) is never followed: it is an error.
  */
 export function readChunk(file: string, scratch?: ScratchBuffer, sizeMayBeStale = false): Chunk | undefined {
   let fd: number;
   try {
-    // O_NOFOLLOW: a link swapped in after our lstat is refused, never read through.
+    // O_NOFOLLOW: a link at F, or swapped in after our lstat, is refused, never read through.
     fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
   } catch (error) {
     if (vanished(error)) return undefined;
@@ -102,7 +99,7 @@ export function readChunk(file: string, scratch?: ScratchBuffer, sizeMayBeStale 
     checkRegular(file, st);
     const size = Number(st.size);
     const data = readAll(fd, scratch ? scratch.get(size) : Buffer.allocUnsafe(size), 0, file);
-    return sizeMayBeStale ? readGrown(fd, data, st, file) : { data, identity: identityOf(st) };
+    return sizeMayBeStale ? readGrown(fd, data, st, file) : chunkOf(data, st);
   } finally {
     fs.closeSync(fd);
   }
@@ -171,5 +168,9 @@ function readGrown(fd: number, first: Buffer, firstStat: fs.BigIntStats, file: s
     data = readAll(fd, bigger, before, file);
     if (data.length === before) break; // the size says more, the file has no more: keep what is there
   }
-  return { data, identity: identityOf(st) };
+  return chunkOf(data, st);
+}
+
+function chunkOf(data: Buffer, st: fs.BigIntStats): Chunk {
+  return { data, identity: identityOf(st), inode: `${st.dev}:${st.ino}`, links: Number(st.nlink) };
 }

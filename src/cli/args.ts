@@ -7,7 +7,7 @@
  */
 import { parseArgs } from 'node:util';
 import { UsageError, errnoCode } from '../errors.js';
-import { type BusOptions, MAX_BLOCK_SIZE, MAX_SLEEP_INTERVAL, defaults, parseBlockSize, parseProducers, parseSleepInterval } from '../options.js';
+import { type BusOptions, MAX_BLOCK_SIZE, MAX_SLEEP_INTERVAL, defaults, parseBlockSize, parseHistory, parseProducers, parseSleepInterval } from '../options.js';
 
 export type Command = 'producer' | 'consumer';
 export const implementations = ['typescript', 'bash'] as const;
@@ -34,6 +34,8 @@ const spec = {
   version: { type: 'boolean', short: 'V' },
   'blocking-read': { type: 'boolean' },
   producers: { type: 'string' },
+  history: { type: 'string' },
+  replay: { type: 'boolean' },
 } as const;
 
 const globalHelp = `Usage: filebus [options] <producer|consumer> [command options]
@@ -55,6 +57,9 @@ Options:
   --sleep-interval SECONDS  longest wait between checks of the bus (default
                             ${defaults.sleepInterval}, at most ${MAX_SLEEP_INTERVAL})
   --no-file-monitoring      poll only; no file-system notifications
+  --history N               producer: keep the last N chunks, numbered, in
+                            F.history/, so consumers get every chunk while
+                            they stay within N of the newest (multicast)
   --impl, --implementation NAME
                             typescript (default) or bash
   -v, --verbose             log to stderr; -vv adds stack traces to errors
@@ -63,8 +68,9 @@ Options:
 
 Every option can also come from the environment: FILEBUS_FILENAME,
 FILEBUS_BACK_PRESSURE=1, FILEBUS_BLOCK_SIZE, FILEBUS_SLEEP_INTERVAL,
-FILEBUS_FILE_MONITORING=0, FILEBUS_IMPL, FILEBUS_VERBOSE; and for the
-commands FILEBUS_BLOCKING_READ=1 and FILEBUS_PRODUCERS.
+FILEBUS_FILE_MONITORING=0, FILEBUS_HISTORY, FILEBUS_IMPL, FILEBUS_VERBOSE;
+and for the commands FILEBUS_BLOCKING_READ=1, FILEBUS_REPLAY=1 and
+FILEBUS_PRODUCERS.
 
 Examples:
   strings /dev/urandom | filebus --filename /tmp/rand.filebus producer
@@ -87,14 +93,20 @@ Command options:
 
 Global options: see 'filebus --help'.
 `,
-  consumer: `Usage: filebus [options] consumer [--producers N]
+  consumer: `Usage: filebus [options] consumer [--replay] [--producers N]
 
 Write chunks from the bus to standard output. In multicast mode (default)
 every consumer gets every chunk it catches and runs until interrupted; with
 --back-pressure each chunk goes to exactly one consumer, and the consumer
 that takes the end-of-stream chunk exits 0.
 
+On a bus whose producers keep a history (--history N), a multicast consumer
+gets every chunk in order while it stays within N chunks of the newest; one
+that falls further behind skips ahead and says on stderr how many it missed.
+
 Command options:
+  --replay          start from the oldest chunk the history keeps, not the
+                    newest
   --producers N     with --back-pressure: the stream ends after N
                     end-of-stream chunks (one per producer), counted by all
                     consumers of the bus together; then every consumer
@@ -127,6 +139,7 @@ export function parseCommandLine(args: string[], env: NodeJS.ProcessEnv): Invoca
   if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`);
   if (values['blocking-read'] && command !== 'producer') throw new UsageError('--blocking-read is an option of the producer');
   if (values.producers !== undefined && command !== 'consumer') throw new UsageError('--producers is an option of the consumer');
+  if (values.replay && command !== 'consumer') throw new UsageError('--replay is an option of the consumer');
 
   const filename = values.filename ?? env.FILEBUS_FILENAME;
   if (!filename) throw new UsageError('a bus file is required: pass --filename FILE or set FILEBUS_FILENAME');
@@ -151,6 +164,9 @@ export function parseCommandLine(args: string[], env: NodeJS.ProcessEnv): Invoca
       fileMonitoring,
       blockingRead: values['blocking-read'] ?? flag(env, 'FILEBUS_BLOCKING_READ') ?? false,
       ...(producers === undefined ? {} : { producers }),
+      history: parseHistory(values.history ?? (env.FILEBUS_HISTORY || 0)),
+      // From the environment only for consumers: one FILEBUS_REPLAY may serve a producer and its consumers.
+      replay: values.replay ?? (command === 'consumer' ? flag(env, 'FILEBUS_REPLAY') : undefined) ?? false,
     },
   };
 }
