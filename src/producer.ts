@@ -176,12 +176,14 @@ export async function produceFrom(fd: number, producer: Producer, signal?: Abort
   const regular = fs.fstatSync(fd).isFile();
   const wholeBlocks = regular || producer.blockingRead;
   const buffers = [Buffer.allocUnsafe(blockSize), Buffer.allocUnsafe(blockSize)];
-  // Reading stops on the caller's abort, and on a failed publish, which
-  // must not wait for more input to be reported.
+  // Reading stops on the caller's abort, and on a failed publish or a
+  // producer destroyed otherwise (a held block's publish fails on a timer,
+  // after its write has succeeded), which must not wait for more input.
   const stop = new AbortController();
   const onAbort = () => stop.abort();
   if (signal?.aborted) stop.abort();
   signal?.addEventListener('abort', onAbort, { once: true });
+  producer.once('close', onAbort);
   let published: Promise<void> = Promise.resolve();
   try {
     for (let turn = 0, ended = false; !ended; turn ^= 1) {
@@ -206,6 +208,8 @@ export async function produceFrom(fd: number, producer: Producer, signal?: Abort
       // The other buffer is free again once its block is published (this
       // throws if it failed).
       await published;
+      if (producer.errored) throw producer.errored;
+      if (producer.destroyed) return;
       if (length > 0) {
         published = written(producer, block.subarray(0, length));
         published.catch(onAbort);
@@ -214,6 +218,7 @@ export async function produceFrom(fd: number, producer: Producer, signal?: Abort
     await published;
   } finally {
     signal?.removeEventListener('abort', onAbort);
+    producer.off('close', onAbort);
   }
 }
 
