@@ -18,8 +18,9 @@ export interface BusOptions {
   /**
    * Back-pressure consumers: the stream ends after this many end-of-stream
    * chunks, one per producer, counted by all the consumers of the bus
-   * together in `F.ends` (docs/protocol.md, "Several producers"). Every
-   * back-pressure consumer of the bus must be given the same number.
+   * together in `F.ends` (docs/protocol.md, "Extension: several
+   * producers"). Every back-pressure consumer of the bus must be given the
+   * same number.
    * Default 1: the first end-of-stream chunk ends the consumer that takes
    * it, and nothing is counted.
    */

@@ -1,8 +1,8 @@
 /**
- * Several producers on one work queue (BusOptions.producers, docs/protocol.md
- * "Several producers"): each producer ends its stream with one empty chunk,
- * and each may be taken by a different consumer, so the consumers count them
- * together, in `F.ends`, under the bus lock. The file holds one line,
+ * Several producers on one work queue (BusOptions.producers; docs/protocol.md,
+ * "Extension: several producers"): each producer ends its stream with one
+ * empty chunk, and each may be taken by a different consumer, so the
+ * consumers count them together, in `F.ends`, under the bus lock. The file holds one line,
  * "<streams ended> <end markers counted in the current stream>". When the
  * count reaches N, the consumer that took the last marker starts a new
  * stream (streams + 1, markers 0) and exits; every other consumer sees the
