@@ -131,7 +131,9 @@ const commands = Object.keys(commandOptions) as Command[];
 const ENV_PREFIX = 'FILEBUS';
 
 /** Parses `args` (without node and the script) with `env` as fallback. */
-export function parseCommandLine(args: string[], env: NodeJS.ProcessEnv): Invocation {
+export function parseCommandLine(args: string[], environment: NodeJS.ProcessEnv): Invocation {
+  // A copy: yargs reads process.env, which the parse below rewrites for it.
+  const env = { ...environment };
   // The implementation is read first, by yargs' own tokenizer: bash gets the
   // command line untouched, --help and mistakes included.
   const implementation = implementationOf(args, env);
@@ -140,9 +142,8 @@ export function parseCommandLine(args: string[], env: NodeJS.ProcessEnv): Invoca
   }
   if (implementation === 'bash') return { kind: 'bash' };
 
-  const environment = environmentFor(globalOptions, env);
   let parsed: { error: Error | undefined; argv: Record<string, unknown>; output: string } | undefined;
-  withEnvironment(environment, () => {
+  withEnvironment(environmentFor(globalOptions, env), () => {
     parser(env).parse(args, {}, (error, argv, output) => {
       parsed = { error: error ?? undefined, argv: argv as Record<string, unknown>, output };
     });
