@@ -2,17 +2,18 @@
  * The command line and the FILEBUS_* environment, parsed by yargs into
  * what the command should do.
  *
- * yargs is loaded through require (its CommonJS build is one file and loads
- * in about half the time of its ES module graph), with version guessing and
- * locale detection off: `filebus --help` has Node's start-up + 40 ms
- * (README, "Dependencies").
+ * `filebus --help` has Node's start-up + 40 ms (README, "Dependencies"):
+ * yargs comes from a bundle with a code cache (./yargs.ts), runs with
+ * locale detection off and without wrapping (the descriptions carry their
+ * line breaks), and the command line is tokenized twice only when it
+ * names an implementation.
  */
 import { createRequire } from 'node:module';
 import type { Argv, Options } from 'yargs';
-import type yargsParser from 'yargs-parser';
 import { UsageError } from '../errors.js';
 import { type BusOptions, defaults, parseBlockSize, parseSleepInterval, parseWholeNumber } from '../options.js';
 import { closest } from './suggest.js';
+import { loadYargs } from './yargs.js';
 
 const require = createRequire(import.meta.url);
 
@@ -184,7 +185,7 @@ export function parseCommandLine(args: string[], environment: NodeJS.ProcessEnv)
 }
 
 function parser(env: NodeJS.ProcessEnv): Argv {
-  const yargs = require('yargs/yargs') as (args?: readonly string[]) => Argv;
+  const { yargs } = loadYargs();
   // usageConfiguration is in yargs 17.7 but not in its type definitions.
   let y = (yargs() as Argv & { usageConfiguration(config: Record<string, boolean>): Argv })
     .usageConfiguration({ 'hide-types': true })
@@ -228,7 +229,7 @@ function implementationOf(args: string[], env: NodeJS.ProcessEnv): string {
   const fromEnv = env.FILEBUS_IMPL || env.FILEBUS_IMPLEMENTATION || undefined;
   // Most command lines name no implementation: no need to tokenize them twice.
   if (!args.some((arg) => arg.startsWith('--impl'))) return fromEnv ?? 'typescript';
-  const parse = require('yargs-parser') as typeof yargsParser;
+  const { parse } = loadYargs();
   const all: OptionTable = Object.assign({}, globalOptions, ...Object.values(commandOptions));
   const ofType = (type: string) => Object.keys(all).filter((name) => all[name]!.type === type);
   const alias = Object.fromEntries(Object.entries(all).flatMap(([name, spec]) => (spec.alias ? [[name, spec.alias as string]] : [])));
