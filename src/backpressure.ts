@@ -49,7 +49,7 @@ async function take(bus: Bus, signal?: AbortSignal, scratch?: ScratchBuffer): Pr
     }
     let chunk;
     try {
-      chunk = readChunk(file, scratch);
+      chunk = readChunk(file, scratch, bus.fileSystem.shared);
     } catch (error) {
       bus.lock.release();
       throw error;

@@ -47,7 +47,7 @@ async function consumeMulticast(bus: Bus, deliver: Deliver, signal?: AbortSignal
     if (seen === undefined || seen === last) return undefined;
     // No lock: the rename guarantees a whole chunk, and not locking means a
     // multicast consumer never slows producers down.
-    const chunk = readChunk(file, scratch);
+    const chunk = readChunk(file, scratch, bus.fileSystem.shared);
     if (chunk === undefined || chunk.identity === last) return undefined;
     last = chunk.identity;
     // An empty chunk is a back-pressure end marker seen by an eavesdropper: nothing to pass on.

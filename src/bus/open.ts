@@ -8,12 +8,18 @@ import path from 'node:path';
 import { BusError, busError, errnoCode } from '../errors.js';
 import { BusLock } from './lock.js';
 import { type BusOptions, type ResolvedOptions, resolveOptions } from '../options.js';
+import { type FileSystemKind, fileSystemOf } from '../sys/fstype.js';
 import { BusWatcher } from './watch.js';
 
 export interface Bus {
   readonly options: ResolvedOptions;
   readonly lock: BusLock;
   readonly watcher: BusWatcher;
+  /**
+   * The file system of the bus directory. When it is shared (NFS, FUSE...),
+   * other hosts' chunks raise no notification here: the poll finds them.
+   */
+  readonly fileSystem: FileSystemKind;
   close(): void;
 }
 
@@ -40,16 +46,30 @@ export function openBus(busOptions: BusOptions, role: BusRole): Bus {
     }
     lock.open();
   }
+  const fileSystem = detectFileSystem(paths.dir);
+  // Notifications still wake us at once for writers on this host; the poll,
+  // which runs in every case, is what sees everyone else.
+  if (fileSystem.shared) options.log(`polling every ${options.sleepMs / 1000} s: ${paths.dir} is on ${fileSystem.name}`);
   const watcher = new BusWatcher(paths.dir, paths.base, options.sleepMs, options.fileMonitoring);
   return {
     options,
     lock,
     watcher,
+    fileSystem,
     close() {
       watcher.close();
       lock.close();
     },
   };
+}
+
+/** statfs failing on a directory we just made is odd but harmless: the poll runs anyway. */
+function detectFileSystem(dir: string): FileSystemKind {
+  try {
+    return fileSystemOf(dir);
+  } catch {
+    return { name: 'unknown', shared: false };
+  }
 }
 
 /**
