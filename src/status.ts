@@ -4,6 +4,8 @@
  * staging file, and the mode the bus looks like it is in.
  */
 import fs from 'node:fs';
+import { checkRegular } from './bus/open.js';
+import { busError, errnoCode } from './errors.js';
 import { busPaths } from './options.js';
 
 export interface FileStatus {
@@ -42,15 +44,20 @@ export interface BusStatus {
   history?: { first: number; last: number };
 }
 
-/** The status of the bus at `filename`; never throws for a missing bus (see `exists`). */
+/**
+ * The status of the bus at `filename`; a missing bus is no error (see
+ * `exists`), a bus file that is not a regular file (a directory, a FIFO)
+ * or a path that cannot be looked at is a BusError.
+ */
 export function status(filename: string): BusStatus {
   const paths = busPaths(filename);
   const now = Date.now();
   const describe = (st: fs.Stats | undefined): FileStatus | null =>
     st === undefined ? null : { size: st.size, ageSeconds: Math.max(0, Math.round((now - st.mtimeMs) / 100) / 10) };
-  const fileStat = fs.statSync(paths.file, { throwIfNoEntry: false });
-  const lockStat = fs.statSync(paths.lock, { throwIfNoEntry: false, bigint: true });
-  const stagingStat = fs.statSync(paths.staging, { throwIfNoEntry: false });
+  const fileStat = statOrNothing(paths.file);
+  if (fileStat) checkRegular(paths.file, fileStat);
+  const lockStat = statOrNothing(paths.lock, true);
+  const stagingStat = statOrNothing(paths.staging);
   const file = describe(fileStat);
   const locks = lockStat ? flockHolders(lockStat.dev, lockStat.ino) : { holders: [], waiting: [] };
   const [mode, looksLike] = guessMode(file, lockStat !== undefined);
@@ -63,6 +70,18 @@ export function status(filename: string): BusStatus {
     mode,
     looksLike,
   };
+}
+
+/** stat(2), or undefined when nothing is there (a component of the path missing or not a directory). */
+function statOrNothing(file: string): fs.Stats | undefined;
+function statOrNothing(file: string, bigint: true): fs.BigIntStats | undefined;
+function statOrNothing(file: string, bigint = false): fs.Stats | fs.BigIntStats | undefined {
+  try {
+    return fs.statSync(file, { throwIfNoEntry: false, bigint });
+  } catch (error) {
+    if (errnoCode(error) === 'ENOTDIR') return undefined;
+    throw busError('look at', file, error);
+  }
 }
 
 function guessMode(file: FileStatus | null, hasLock: boolean): [BusStatus['mode'], string] {

@@ -112,3 +112,15 @@ test('a leftover F.__new__ is reported', async () => {
   expect(await human.exited).toBe(0);
   expect(human.stdout().toString()).toMatch(/leftover .*__new__/);
 });
+
+test('a path through a regular file is no bus; a directory in the place of F is an error, in one line', async () => {
+  const dir = tempDir();
+  fs.writeFileSync(path.join(dir, 'file'), '');
+  const through = filebus(['--filename', path.join(dir, 'file', 'bus'), 'status'], { stdin: 'ignore' });
+  expect(await through.exited).toBe(1);
+  expect(through.stderr()).toMatch(/^filebus: no bus at .*\n$/);
+  fs.mkdirSync(path.join(dir, 'bus'));
+  const directory = filebus(['--filename', path.join(dir, 'bus'), 'status'], { stdin: 'ignore' });
+  expect(await directory.exited).toBe(1);
+  expect(directory.stderr()).toMatch(/^filebus: .*bus is a directory; the bus file must be a regular file\n$/);
+});
