@@ -126,7 +126,8 @@ Examples:
   strings /dev/urandom | filebus --filename /tmp/rand.filebus producer
   filebus --filename /tmp/rand.filebus consumer
   filebus --filename /tmp/jobs --lossless producer --lines < jobs.txt
-  filebus --filename /tmp/jobs --lossless consumer | while read -r job; do\n    ...; done`;
+  filebus --filename /tmp/jobs --lossless consumer | xargs -n1 echo job
+  filebus --filename /tmp/jobs status`;
 
 const commands = Object.keys(commandOptions) as Command[];
 const ENV_PREFIX = 'FILEBUS';
