@@ -5,6 +5,7 @@
  * command runs, so `--help` and usage errors stay cheap.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { type Invocation, parseCommandLine } from '../src/cli/args.js';
 import { BusError, UsageError, busError, errnoCode } from '../src/errors.js';
@@ -34,7 +35,8 @@ async function runBash(args: string[]): Promise<void> {
   const script = fileURLToPath(new URL('../../compat/bash/filebus.bash', import.meta.url));
   const { execInPlace } = await import('../src/sys/libc.js');
   const errno = execInPlace('bash', ['bash', script, ...args]);
-  throw new BusError(`cannot run bash ${script}: exec failed with errno ${errno}`, script);
+  const code = Object.entries(os.constants.errno).find(([, number]) => number === errno)?.[0];
+  throw busError('run bash for', script, Object.assign(new Error(`errno ${errno}`), { code }));
 }
 
 async function runStatus({ filename, json }: Extract<Invocation, { kind: 'status' }>): Promise<void> {
