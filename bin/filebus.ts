@@ -68,6 +68,10 @@ async function runProducer({ options, verbose }: Run): Promise<void> {
     producer.on('finish', resolve);
     producer.on('error', reject);
   });
+  // A publish error rejects this before anyone awaits it (the write that
+  // failed is still unwinding): mark it handled, so that it is reported
+  // once, as one line, where it is awaited, and not as a crash.
+  finished.catch(() => {});
   const stopped = new AbortController();
   onSignals((status) => {
     stopped.abort();
@@ -93,6 +97,8 @@ async function runProducer({ options, verbose }: Run): Promise<void> {
 async function runConsumer({ options, verbose }: Run): Promise<void> {
   const { consume } = await import('../src/consumer.js');
   const { growPipe, peerClosed } = await import('../src/sys/libc.js');
+  const { MissedReporter } = await import('../src/cli/missed.js');
+  const missed = new MissedReporter((line) => process.stderr.write(line));
   const stop = new AbortController();
   let exitStatus = 0;
   onSignals((status) => {
@@ -128,9 +134,11 @@ async function runConsumer({ options, verbose }: Run): Promise<void> {
     });
   log(verbose, `consumer on ${options.filename} (${options.backPressure ? 'back-pressure' : 'multicast'})`);
   try {
-    await consume({ ...options, signal: stop.signal, reuseBuffers: true, log: logger(verbose) }, writeOut);
+    await consume({ ...options, signal: stop.signal, reuseBuffers: true, log: logger(verbose), onMissed: (gap) => missed.add(gap) }, writeOut);
   } catch (error) {
     if (!stop.signal.aborted) throw error;
+  } finally {
+    missed.flush();
   }
   process.exit(exitStatus);
 }

@@ -6,10 +6,12 @@
 import { Readable, addAbortSignal } from 'node:stream';
 import { type Deliver, consumeQueue } from './backpressure.js';
 import { type Bus, openBus } from './bus/open.js';
+import { HistoryCursor, type MissedChunks } from './history.js';
 import type { BusOptions } from './options.js';
-import { ScratchBuffer, currentIdentity, readChunk } from './bus/read.js';
+import { ScratchBuffer } from './bus/read.js';
 
 export type { Deliver } from './backpressure.js';
+export type { MissedChunks } from './history.js';
 
 export interface ConsumeOptions extends BusOptions {
   /**
@@ -19,6 +21,11 @@ export interface ConsumeOptions extends BusOptions {
    * chunk out and let go of it.
    */
   reuseBuffers?: boolean;
+  /**
+   * Multicast on a bus with history: told of chunks that left the window
+   * before this consumer read them, before the chunk that follows them.
+   */
+  onMissed?: (missed: MissedChunks) => void;
 }
 
 /**
@@ -33,33 +40,36 @@ export async function consume(options: ConsumeOptions, deliver: Deliver): Promis
   const scratch = options.reuseBuffers ? new ScratchBuffer() : undefined;
   try {
     if (bus.options.backPressure) await consumeQueue(bus, deliver, options.signal, scratch);
-    else await consumeMulticast(bus, deliver, options.signal, scratch);
+    else await consumeMulticast(bus, deliver, options, scratch);
   } finally {
     bus.close();
   }
 }
 
-async function consumeMulticast(bus: Bus, deliver: Deliver, signal?: AbortSignal, scratch?: ScratchBuffer): Promise<never> {
-  const { file } = bus.options.paths;
-  let last: string | undefined;
-  const nextChunk = (): Buffer | undefined => {
-    const seen = currentIdentity(file);
-    if (seen === undefined || seen === last) return undefined;
-    // No lock: the rename guarantees a whole chunk, and not locking means a
-    // multicast consumer never slows producers down.
-    const chunk = readChunk(file, scratch, bus.fileSystem.shared);
-    if (chunk === undefined || chunk.identity === last) return undefined;
-    last = chunk.identity;
-    // An empty chunk is a back-pressure end marker seen by an eavesdropper: nothing to pass on.
-    return chunk.data.length > 0 ? chunk.data : undefined;
-  };
-  for (;;) await deliver(await bus.watcher.until(nextChunk, signal));
+/**
+ * No lock: the rename guarantees a whole chunk, and not locking means a
+ * multicast consumer never slows producers down. The cursor reads the
+ * bus's history when it has one, and `F` by its identity otherwise
+ * (src/history.ts); empty chunks (back-pressure end markers seen by an
+ * eavesdropper) are not passed on.
+ */
+async function consumeMulticast(bus: Bus, deliver: Deliver, options: ConsumeOptions, scratch?: ScratchBuffer): Promise<never> {
+  const cursor = new HistoryCursor(bus.options.paths, {
+    replay: bus.options.replay,
+    scratch,
+    sizeMayBeStale: bus.fileSystem.shared,
+    onMissed: options.onMissed,
+    log: bus.options.log,
+  });
+  for (;;) await deliver(await bus.watcher.until(() => cursor.next(), options.signal));
 }
 
 /**
  * The bus as a Readable of Buffers, one per chunk (`for await` works). In
  * back-pressure mode a chunk is removed from the bus when the reader takes
- * it from the stream; the stream ends after the end-of-stream chunk.
+ * it from the stream; the stream ends after the end-of-stream chunk. On a
+ * multicast bus with history, the stream emits `'missed'` with a
+ * `MissedChunks` for chunks that left the window before it read them.
  */
 export function createConsumer(options: BusOptions): Readable {
   const stop = new AbortController();
@@ -81,7 +91,7 @@ export function createConsumer(options: BusOptions): Readable {
     read() {
       if (!running) {
         running = true;
-        consume({ ...options, signal: stop.signal }, deliver).then(
+        consume({ ...options, signal: stop.signal, onMissed: (missed) => stream.emit('missed', missed) }, deliver).then(
           () => stream.push(null),
           (error: unknown) => {
             if (!stop.signal.aborted) stream.destroy(error as Error);

@@ -1,10 +1,11 @@
 /**
  * The library's public surface: what a Node program needs to produce onto
  * and consume from a bus. Everything else (the lock, the publish step, the
- * wait loop) is internal and may change without notice.
+ * wait loop, the history window's files) is internal and may change
+ * without notice.
  */
 export { createProducer, type Producer } from './producer.js';
-export { createConsumer, consume, type ConsumeOptions, type Deliver } from './consumer.js';
+export { createConsumer, consume, type ConsumeOptions, type Deliver, type MissedChunks } from './consumer.js';
 export { status, type BusStatus, type FileStatus } from './status.js';
 export type { BusOptions, RecordMode } from './options.js';
 export { BusError, UsageError } from './errors.js';

@@ -28,11 +28,15 @@ export interface BusOptions {
    */
   records?: RecordMode;
   /**
-   * Multicast: how many recent chunks the bus keeps for consumers that
-   * start late (the history window); 0, the default, keeps none.
+   * Producer, multicast only: keep the last `history` chunks, numbered, in
+   * `F.history/` (docs/protocol.md, "Extension: history"), so that
+   * consumers within that many chunks get every one. Default 0: off.
    */
   history?: number;
-  /** Multicast consumer: first deliver the chunks the history window still holds. Default false. */
+  /**
+   * Consumer: start from the oldest chunk the history keeps instead of the
+   * newest (like `tail -n +1 -f`). Default false.
+   */
   replay?: boolean;
   /**
    * Back-pressure consumer: the stream ends after this many end-of-stream
@@ -56,6 +60,8 @@ export interface BusPaths {
   readonly lock: string;
   /** `F.__new__`, the staging file, written only under the lock. */
   readonly staging: string;
+  /** `F.history`, the directory of numbered chunks of the history extension. */
+  readonly history: string;
   /** The directory that holds them, watched for notifications. */
   readonly dir: string;
   /** The base name of `F`, to pick its events out of the directory's. */
@@ -71,6 +77,9 @@ export interface ResolvedOptions {
   readonly fileMonitoring: boolean;
   readonly blockingRead: boolean;
   readonly records: RecordMode;
+  /** Chunks a producer keeps in `F.history/`; 0 when it keeps none. */
+  readonly history: number;
+  readonly replay: boolean;
   readonly signal: AbortSignal | undefined;
   readonly log: (message: string) => void;
 }
@@ -98,7 +107,16 @@ export function parseSleepInterval(value: unknown): number {
   return n;
 }
 
-/** Checks a whole number option (`--history`, `--producers`) against its least value. */
+/** Checks a history window (a count of chunks; 0 turns the history off). */
+export function parseHistory(value: unknown): number {
+  const n = typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) {
+    throw new UsageError(`--history must be a whole number of chunks >= 0, got '${String(value)}'`);
+  }
+  return n;
+}
+
+/** Checks a whole number option (`--producers`) against its least value. */
 export function parseWholeNumber(option: string, value: unknown, least: number): number {
   const n = typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value;
   if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < least) {
@@ -122,6 +140,7 @@ export function busPaths(filename: string): BusPaths {
     file,
     lock: `${file}.lock`,
     staging: `${file}.__new__`,
+    history: `${file}.history`,
     dir: path.dirname(file),
     base: path.basename(file),
   };
@@ -132,9 +151,16 @@ export function resolveOptions(options: BusOptions): ResolvedOptions {
     throw new UsageError('a bus file is required: pass --filename FILE or set FILEBUS_FILENAME');
   }
   const sleepInterval = parseSleepInterval(options.sleepInterval ?? defaults.sleepInterval);
+  const backPressure = options.backPressure ?? false;
+  const history = parseHistory(options.history ?? 0);
+  const replay = options.replay ?? false;
+  // A work queue already hands every chunk to one consumer and removes it;
+  // a window of old chunks beside it would only be read by nobody.
+  if (backPressure && history > 0) throw new UsageError('--history is for multicast buses; a back-pressure bus already delivers every chunk');
+  if (backPressure && replay) throw new UsageError('--replay is for multicast consumers; a back-pressure bus keeps no history');
   return {
     paths: busPaths(options.filename),
-    backPressure: options.backPressure ?? false,
+    backPressure,
     blockSize: parseBlockSize(options.blockSize ?? defaults.blockSize),
     // A zero interval would make the safety-net poll a busy loop; 1 ms is
     // the finest a timer gives anyway.
@@ -142,6 +168,8 @@ export function resolveOptions(options: BusOptions): ResolvedOptions {
     fileMonitoring: options.fileMonitoring ?? true,
     blockingRead: options.blockingRead ?? false,
     records: parseRecordMode(options.records ?? 'bytes'),
+    history,
+    replay,
     signal: options.signal,
     log: options.log ?? (() => {}),
   };

@@ -206,7 +206,13 @@ export async function produceFrom(fd: number, producer: Producer, signal?: Abort
     // The other buffer is free again once its block is published.
     await published;
     signal?.throwIfAborted();
-    if (length > 0) published = written(producer, block.subarray(0, length));
+    if (length > 0) {
+      published = written(producer, block.subarray(0, length));
+      // Awaited only after the next read, which may take a while: marked
+      // handled now, so that a publish error is reported once (where it is
+      // awaited, as one line) and not as an unhandled rejection meanwhile.
+      published.catch(() => {});
+    }
   }
   await published;
 }

@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import { checkRegular } from './bus/open.js';
 import { busError, errnoCode } from './errors.js';
+import { historyWindow } from './history.js';
 import { busPaths } from './options.js';
 
 export interface FileStatus {
@@ -33,13 +34,13 @@ export interface BusStatus {
   /** A leftover `F.__new__` (a publish cut short by SIGKILL or a crash); null when there is none. */
   staging: FileStatus | null;
   /** The mode the bus looks like it is in, as far as the files tell. */
-  mode: 'back-pressure-ended' | 'chunk-waiting-or-multicast' | 'empty' | 'none';
+  mode: 'back-pressure-ended' | 'multicast-with-history' | 'chunk-waiting-or-multicast' | 'empty' | 'none';
   /** The same in words. */
   looksLike: string;
   /**
    * The multicast history window (--history), when the bus keeps one: the
-   * sequence numbers of the first and last chunk it still holds. Filled by
-   * the history module; absent when the bus keeps no history.
+   * sequence numbers of the first and last chunk it still holds (from
+   * history.ts); absent when the bus keeps no history.
    */
   history?: { first: number; last: number };
 }
@@ -60,7 +61,8 @@ export function status(filename: string): BusStatus {
   const stagingStat = statOrNothing(paths.staging);
   const file = describe(fileStat);
   const locks = lockStat ? flockHolders(lockStat.dev, lockStat.ino) : { holders: [], waiting: [] };
-  const [mode, looksLike] = guessMode(file, lockStat !== undefined);
+  const history = historyWindow(paths);
+  const [mode, looksLike] = guessMode(file, lockStat !== undefined, history !== undefined);
   return {
     path: paths.file,
     exists: file !== null || lockStat !== undefined,
@@ -69,6 +71,7 @@ export function status(filename: string): BusStatus {
     staging: describe(stagingStat),
     mode,
     looksLike,
+    ...(history ? { history: { first: history.first, last: history.last } } : {}),
   };
 }
 
@@ -84,7 +87,9 @@ function statOrNothing(file: string, bigint = false): fs.Stats | fs.BigIntStats 
   }
 }
 
-function guessMode(file: FileStatus | null, hasLock: boolean): [BusStatus['mode'], string] {
+function guessMode(file: FileStatus | null, hasLock: boolean, hasHistory: boolean): [BusStatus['mode'], string] {
+  // Only multicast producers keep a history (a work queue refuses --history).
+  if (hasHistory) return ['multicast-with-history', 'multicast, with a history window: consumers within it get every chunk'];
   if (file?.size === 0) return ['back-pressure-ended', 'back pressure, ended: F is empty, the end-of-stream marker waiting for a consumer'];
   if (file) return ['chunk-waiting-or-multicast', 'holds a chunk: the latest of a multicast bus, or one waiting for a back-pressure consumer'];
   if (hasLock) return ['empty', 'no chunk: a back-pressure bus whose chunks were all taken, or a bus nothing was published on yet'];

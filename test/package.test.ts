@@ -14,7 +14,7 @@ function fromPackageDir(script: string) {
 }
 
 const values = ['BusError', 'UsageError', 'consume', 'createConsumer', 'createProducer', 'status'];
-const types = ['BusOptions', 'BusStatus', 'ConsumeOptions', 'Deliver', 'FileStatus', 'Producer', 'RecordMode'];
+const types = ['BusOptions', 'BusStatus', 'ConsumeOptions', 'Deliver', 'FileStatus', 'MissedChunks', 'Producer', 'RecordMode'];
 
 test("import * from 'filebus' gives exactly the public functions and error classes", async () => {
   const script = `

@@ -124,3 +124,18 @@ test('a path through a regular file is no bus; a directory in the place of F is 
   expect(await directory.exited).toBe(1);
   expect(directory.stderr()).toMatch(/^filebus: .*bus is a directory; the bus file must be a regular file\n$/);
 });
+
+test('a multicast bus with --history: the window of sequence numbers it keeps', async () => {
+  const bus = path.join(tempDir(), 'bus');
+  for (const line of ['one\n', 'two\n', 'three\n', 'four\n', 'five\n']) {
+    const producer = filebus(['--filename', bus, '--history', '3', 'producer']);
+    producer.child.stdin!.end(line);
+    expect(await producer.exited, producer.stderr()).toBe(0);
+  }
+  const s = await status(bus);
+  expect(s.history).toEqual({ first: 3, last: 5 });
+  expect(s.mode).toBe('multicast-with-history');
+  const human = filebus(['--filename', bus, 'status'], { stdin: 'ignore' });
+  expect(await human.exited).toBe(0);
+  expect(human.stdout().toString()).toMatch(/history: +chunks 3 to 5/);
+});

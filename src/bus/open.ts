@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { BusError, busError, errnoCode } from '../errors.js';
+import { HistoryWriter } from '../history.js';
 import { BusLock } from './lock.js';
 import { type BusOptions, type ResolvedOptions, resolveOptions } from '../options.js';
 import { type FileSystemKind, fileSystemOf } from '../sys/fstype.js';
@@ -20,6 +21,8 @@ export interface Bus {
    * other hosts' chunks raise no notification here: the poll finds them.
    */
   readonly fileSystem: FileSystemKind;
+  /** A producer's side of the history extension, when it keeps one (`history` > 0). */
+  readonly history: HistoryWriter | undefined;
   close(): void;
 }
 
@@ -51,13 +54,17 @@ export function openBus(busOptions: BusOptions, role: BusRole): Bus {
   // which runs in every case, is what sees everyone else.
   if (fileSystem.shared) options.log(`polling every ${options.sleepMs / 1000} s: ${paths.dir} is on ${fileSystem.name}`);
   const watcher = new BusWatcher(paths.dir, paths.base, options.sleepMs, options.fileMonitoring);
+  // Opened lazily, under the lock, by the first publish.
+  const history = role.writes && options.history > 0 ? new HistoryWriter(paths, options.history) : undefined;
   return {
     options,
     lock,
     watcher,
     fileSystem,
+    history,
     close() {
       watcher.close();
+      history?.close();
       lock.close();
     },
   };

@@ -10,6 +10,10 @@ export interface Chunk {
   readonly data: Buffer;
   /** Identity of the file read (PROTOCOL.md, "Multicast mode"). */
   readonly identity: string;
+  /** Device and inode alone: the same file under another name (history entries). */
+  readonly inode: string;
+  /** Hard links to the file when it was read: a chunk with history has at least two. */
+  readonly links: number;
 }
 
 /**
@@ -18,14 +22,6 @@ export interface Chunk {
  */
 export function identityOf(st: fs.BigIntStats): string {
   return `${st.dev}:${st.ino}:${st.ctimeNs}:${st.size}`;
-}
-
-/** The identity of `F` now, or undefined when there is no chunk. */
-export function currentIdentity(file: string): string | undefined {
-  const st = fs.statSync(file, { bigint: true, throwIfNoEntry: false });
-  if (st === undefined) return undefined;
-  checkRegular(file, st);
-  return identityOf(st);
 }
 
 /**
@@ -45,12 +41,13 @@ export class ScratchBuffer {
  * Reads `F` whole; undefined when it vanished before the open. With
  * `scratch`, the bytes land in its buffer and are valid until the next read.
  * `sizeMayBeStale`: the bus is on a file system whose attributes may lag
- * behind another writer (NFS, FUSE; see readGrown).
+ * behind another writer (NFS, FUSE; see readGrown). `noFollow`: refuse a
+ * symbolic link (history entries).
  */
-export function readChunk(file: string, scratch?: ScratchBuffer, sizeMayBeStale = false): Chunk | undefined {
+export function readChunk(file: string, scratch?: ScratchBuffer, sizeMayBeStale = false, noFollow = false): Chunk | undefined {
   let fd: number;
   try {
-    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | (noFollow ? fs.constants.O_NOFOLLOW : 0));
   } catch (error) {
     if (vanished(error)) return undefined;
     throw busError('open', file, error);
@@ -61,7 +58,7 @@ export function readChunk(file: string, scratch?: ScratchBuffer, sizeMayBeStale 
     checkRegular(file, st);
     const size = Number(st.size);
     const data = readAll(fd, scratch ? scratch.get(size) : Buffer.allocUnsafe(size), 0, file);
-    return sizeMayBeStale ? readGrown(fd, data, st, file) : { data, identity: identityOf(st) };
+    return sizeMayBeStale ? readGrown(fd, data, st, file) : chunkOf(data, st);
   } finally {
     fs.closeSync(fd);
   }
@@ -130,5 +127,9 @@ function readGrown(fd: number, first: Buffer, firstStat: fs.BigIntStats, file: s
     data = readAll(fd, bigger, before, file);
     if (data.length === before) break; // the size says more, the file has no more: keep what is there
   }
-  return { data, identity: identityOf(st) };
+  return chunkOf(data, st);
+}
+
+function chunkOf(data: Buffer, st: fs.BigIntStats): Chunk {
+  return { data, identity: identityOf(st), inode: `${st.dev}:${st.ino}`, links: Number(st.nlink) };
 }

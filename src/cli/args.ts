@@ -11,7 +11,7 @@
 import { createRequire } from 'node:module';
 import type { Argv, Options } from 'yargs';
 import { UsageError } from '../errors.js';
-import { type BusOptions, defaults, parseBlockSize, parseSleepInterval, parseWholeNumber } from '../options.js';
+import { type BusOptions, defaults, parseBlockSize, parseHistory, parseSleepInterval, parseWholeNumber } from '../options.js';
 import { closest } from './suggest.js';
 import { loadYargs } from './yargs.js';
 
@@ -53,7 +53,7 @@ const globalOptions: OptionTable = {
   history: {
     type: 'string',
     requiresArg: true,
-    describe: 'N: multicast, keep the last N chunks on the\nbus for consumers that start late (default\n0: none)',
+    describe: 'N: producer, multicast: keep the last N\nchunks, numbered, in F.history/, so that\nconsumers within N of the newest get every\none (default 0: none)',
   },
   impl: {
     type: 'string',
@@ -79,7 +79,7 @@ const commandOptions: Record<Command, OptionTable> = {
     },
   },
   consumer: {
-    replay: { type: 'boolean', describe: 'multicast with --history: first print the\nchunks the bus still keeps' },
+    replay: { type: 'boolean', describe: 'start from the oldest chunk the history\nkeeps, not the newest' },
     producers: {
       type: 'string',
       requiresArg: true,
@@ -105,7 +105,11 @@ as soon as it arrives. At end of input the producer exits 0 (with
   consumer: `Write chunks from the bus to standard output. In multicast mode (default)
 every consumer gets every chunk it catches and runs until interrupted; with
 --back-pressure each chunk goes to exactly one consumer, and the consumer
-that takes the end-of-stream chunk exits 0.`,
+that takes the end-of-stream chunk exits 0.
+
+On a bus whose producers keep a history (--history N), a multicast consumer
+gets every chunk in order while it stays within N chunks of the newest; one
+that falls further behind skips ahead and says on stderr how many it missed.`,
   status: `Show whether the bus file exists, its size and age, the PID of any process
 holding its lock, a leftover staging file, and the mode the bus looks like it
 is in. Exits 0 when there is a bus at --filename, 1 when there is none.`,
@@ -162,7 +166,7 @@ export function parseCommandLine(args: string[], environment: NodeJS.ProcessEnv)
   const filename = argv.filename as string | undefined;
   if (!filename) throw new UsageError('a bus file is required: pass --filename FILE or set FILEBUS_FILENAME');
   if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}'`);
-  const history = argv.history === undefined ? undefined : parseWholeNumber('--history', argv.history, 0);
+  const history = argv.history === undefined ? undefined : parseHistory(argv.history);
   if (command === 'status') return { kind: 'status', filename, json: argv.json === true, verbose };
   if (command === undefined) throw new UsageError(`unknown command '${positionals[0]}'`);
 
