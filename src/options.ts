@@ -1,6 +1,9 @@
 import path from 'node:path';
 import { UsageError } from './errors.js';
 
+/** How a producer cuts its input into chunks (BusOptions.records). */
+export type RecordMode = 'bytes' | 'lines' | 'null';
+
 /** Options shared by producers and consumers; they mirror the CLI flags. */
 export interface BusOptions {
   /** The bus path `F`; `F.lock` and `F.__new__` sit beside it. */
@@ -16,6 +19,15 @@ export interface BusOptions {
   /** Producer input: read whole blocks with blocking reads. Default false. */
   blockingRead?: boolean;
   /**
+   * Producer: what a chunk holds. `'bytes'` (default): up to `blockSize`
+   * bytes as they arrive, a boundary may fall inside a line. `'lines'`:
+   * chunks end at a newline and hold whole lines; `'null'`: the same with
+   * NUL-terminated records. A record longer than `blockSize` is split at
+   * `blockSize` (reported once through `log`); a last record without its
+   * terminator is published at end of input.
+   */
+  records?: RecordMode;
+  /**
    * Producer, multicast only: keep the last `history` chunks, numbered, in
    * `F.history/` (docs/protocol.md, "Extension: history"), so that
    * consumers within that many chunks get every one. Default 0: off.
@@ -26,6 +38,11 @@ export interface BusOptions {
    * newest (like `tail -n +1 -f`). Default false.
    */
   replay?: boolean;
+  /**
+   * Back-pressure consumer: the stream ends after this many end-of-stream
+   * chunks, one per producer, instead of the first. Default 1.
+   */
+  producers?: number;
   /** Stops the producer or consumer. */
   signal?: AbortSignal;
   /**
@@ -59,6 +76,7 @@ export interface ResolvedOptions {
   readonly sleepMs: number;
   readonly fileMonitoring: boolean;
   readonly blockingRead: boolean;
+  readonly records: RecordMode;
   /** Chunks a producer keeps in `F.history/`; 0 when it keeps none. */
   readonly history: number;
   readonly replay: boolean;
@@ -98,6 +116,24 @@ export function parseHistory(value: unknown): number {
   return n;
 }
 
+/** Checks a whole number option (`--producers`) against its least value. */
+export function parseWholeNumber(option: string, value: unknown, least: number): number {
+  const n = typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < least) {
+    throw new UsageError(`${option} must be a whole number >= ${least}, got '${String(value)}'`);
+  }
+  return n;
+}
+
+const recordModes: readonly RecordMode[] = ['bytes', 'lines', 'null'];
+
+export function parseRecordMode(value: unknown): RecordMode {
+  if (!recordModes.includes(value as RecordMode)) {
+    throw new UsageError(`records must be one of ${recordModes.join(', ')}, got '${String(value)}'`);
+  }
+  return value as RecordMode;
+}
+
 export function busPaths(filename: string): BusPaths {
   const file = path.resolve(filename);
   return {
@@ -131,6 +167,7 @@ export function resolveOptions(options: BusOptions): ResolvedOptions {
     sleepMs: Math.max(1, sleepInterval * 1000),
     fileMonitoring: options.fileMonitoring ?? true,
     blockingRead: options.blockingRead ?? false,
+    records: parseRecordMode(options.records ?? 'bytes'),
     history,
     replay,
     signal: options.signal,
