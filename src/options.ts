@@ -1,6 +1,9 @@
 import path from 'node:path';
 import { UsageError } from './errors.js';
 
+/** How a producer cuts its input into chunks (BusOptions.records). */
+export type RecordMode = 'bytes' | 'lines' | 'null';
+
 /** Options shared by producers and consumers; they mirror the CLI flags. */
 export interface BusOptions {
   /** The bus path `F`; `F.lock` and `F.__new__` sit beside it. */
@@ -25,6 +28,15 @@ export interface BusOptions {
    * it, and nothing is counted.
    */
   producers?: number;
+  /**
+   * Producer: what a chunk holds. `'bytes'` (default): up to `blockSize`
+   * bytes as they arrive, a boundary may fall inside a line. `'lines'`:
+   * chunks end at a newline and hold whole lines; `'null'`: the same with
+   * NUL-terminated records. A record longer than `blockSize` is split at
+   * `blockSize` (reported once through `log`); a last record without its
+   * terminator is published at end of input.
+   */
+  records?: RecordMode;
   /**
    * Producer, multicast only: keep the last `history` chunks, numbered, in
    * `F.history/` (docs/protocol.md, "Extension: history"), so that
@@ -72,6 +84,7 @@ export interface ResolvedOptions {
   readonly fileMonitoring: boolean;
   readonly blockingRead: boolean;
   readonly producers: number;
+  readonly records: RecordMode;
   /** Chunks a producer keeps in `F.history/`; 0 when it keeps none. */
   readonly history: number;
   readonly replay: boolean;
@@ -140,6 +153,15 @@ export function parseHistory(value: unknown): number {
   return n;
 }
 
+const recordModes: readonly RecordMode[] = ['bytes', 'lines', 'null'];
+
+export function parseRecordMode(value: unknown): RecordMode {
+  if (!recordModes.includes(value as RecordMode)) {
+    throw new UsageError(`records must be one of ${recordModes.join(', ')}, got '${String(value)}'`);
+  }
+  return value as RecordMode;
+}
+
 export function busPaths(filename: string): BusPaths {
   const file = path.resolve(filename);
   return {
@@ -165,6 +187,8 @@ export function resolveOptions(options: BusOptions): ResolvedOptions {
   // a window of old chunks beside it would only be read by nobody.
   if (backPressure && history > 0) throw new UsageError('--history is for multicast buses; a back-pressure bus already delivers every chunk');
   if (backPressure && replay) throw new UsageError('--replay is for multicast consumers; a back-pressure bus keeps no history');
+  const producers = parseProducers(options.producers ?? 1);
+  if (!backPressure && producers > 1) throw new UsageError('--producers counts end-of-stream chunks, which only --back-pressure has');
   return {
     paths: busPaths(options.filename),
     backPressure,
@@ -174,7 +198,8 @@ export function resolveOptions(options: BusOptions): ResolvedOptions {
     sleepMs: Math.max(1, sleepInterval * 1000),
     fileMonitoring: options.fileMonitoring ?? true,
     blockingRead: options.blockingRead ?? false,
-    producers: parseProducers(options.producers ?? 1),
+    producers,
+    records: parseRecordMode(options.records ?? 'bytes'),
     history,
     replay,
     signal: options.signal,
