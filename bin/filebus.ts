@@ -4,12 +4,11 @@
  * or a consumer into stdout. The library modules are imported only once a
  * command runs, so `--help` and usage errors stay cheap.
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import { createRequire } from 'node:module';
+import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { type Invocation, parseCommandLine } from '../src/cli/args.js';
-import { UsageError, busError, errnoCode } from '../src/errors.js';
+import { BusError, UsageError, busError, errnoCode } from '../src/errors.js';
 
 type Run = Extract<Invocation, { kind: 'run' }>;
 
@@ -20,40 +19,46 @@ main().catch(fail);
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const invocation = parseCommandLine(args, process.env);
-  if (invocation.kind === 'help') process.stdout.write(invocation.text);
-  else if (invocation.kind === 'version') process.stdout.write(`filebus ${packageVersion()}\n`);
-  else if (invocation.kind === 'bash') runBash(args);
+  if (invocation.kind === 'print') process.stdout.write(invocation.text);
+  else if (invocation.kind === 'bash') await runBash(args);
+  else if (invocation.kind === 'status') await runStatus(invocation);
   else if (invocation.command === 'producer') await runProducer(invocation);
   else await runConsumer(invocation);
 }
 
-function packageVersion(): string {
-  const require = createRequire(import.meta.url);
-  return (require('../../package.json') as { version: string }).version;
+/**
+ * The bash implementation takes the same command line, handed over
+ * untouched, and takes this process's place: its PID is ours, so every
+ * signal (SIGKILL included) reaches the implementation itself.
+ */
+async function runBash(args: string[]): Promise<void> {
+  const script = fileURLToPath(new URL('../../compat/bash/filebus.bash', import.meta.url));
+  const { execInPlace } = await import('../src/sys/libc.js');
+  const errno = execInPlace('bash', ['bash', script, ...args]);
+  const code = Object.entries(os.constants.errno).find(([, number]) => number === errno)?.[0];
+  throw busError('run bash for', script, Object.assign(new Error(`errno ${errno}`), { code }));
 }
 
-/** The bash implementation takes the same command line, handed over untouched. */
-function runBash(args: string[]): void {
-  const script = fileURLToPath(new URL('../../compat/bash/filebus.bash', import.meta.url));
-  const child = spawn('bash', [script, ...args], { stdio: 'inherit' });
-  // The child shares our process group, so a Ctrl-C reaches it directly;
-  // signals sent to us alone (kill PID) are passed on.
-  for (const signal of Object.keys(signalNumbers) as NodeJS.Signals[]) {
-    process.on(signal, () => child.kill(signal));
-  }
-  child.on('error', (error) => fail(new Error(`cannot run ${script}: ${error.message}`)));
-  child.on('exit', (code, signal) => process.exit(code ?? 128 + (signal ? (signalNumbers[signal] ?? 1) : 1)));
+async function runStatus({ filename, json }: Extract<Invocation, { kind: 'status' }>): Promise<void> {
+  const { status, formatStatus } = await import('../src/status.js');
+  const found = status(filename);
+  if (!found.exists) throw new BusError(`no bus at ${found.path}: neither it nor ${found.path}.lock exists`, found.path);
+  process.stdout.write(json ? `${JSON.stringify(found)}\n` : formatStatus(found));
 }
 
 /**
  * First SIGINT/SIGTERM: `onFirst` winds down gracefully and the process
- * exits with 128 + the signal number. A second one exits at once.
+ * exits with 128 + the signal number. A second one calls `onSecond` (a last
+ * word on stderr) and exits at once with that status.
  */
-function onSignals(onFirst: (status: number) => void): void {
+function onSignals(onFirst: (status: number) => void, onSecond?: () => void): void {
   let status: number | undefined;
   for (const [signal, number] of Object.entries(signalNumbers)) {
     process.on(signal, () => {
-      if (status !== undefined) process.exit(status);
+      if (status !== undefined) {
+        onSecond?.();
+        process.exit(status);
+      }
       status = 128 + number;
       onFirst(status);
     });
@@ -72,25 +77,34 @@ async function runProducer({ options, verbose }: Run): Promise<void> {
   // once, as one line, where it is awaited, and not as a crash.
   finished.catch(() => {});
   const stopped = new AbortController();
-  onSignals((status) => {
-    stopped.abort();
-    // Publish what was already read, without the end-of-stream marker (the
-    // input did not end), then go: a read may still be waiting on stdin.
-    producer.interrupt();
-    finished.then(() => process.exit(status), fail);
-  });
+  const progress = { bytesRead: 0 };
+  let signalStatus: number | undefined;
+  let inputDone = false;
+  onSignals(
+    (status) => {
+      signalStatus = status;
+      // Stop reading: what was read is still published (produceFrom sees
+      // to it), what was not stays in the input for someone else.
+      stopped.abort();
+      // Input already ended: the end-of-stream chunk may be waiting for the
+      // bus. Drop it and exit 128+n; status 0 would say it went out.
+      if (inputDone) producer.interrupt();
+    },
+    () => {
+      // Synchronous: the process is about to go.
+      const unpublished = progress.bytesRead - producer.bytesPublished;
+      fs.writeSync(2, `filebus: stopped by a second signal: ${unpublished} bytes read from standard input were not published\n`);
+    },
+  );
   log(verbose, `producer on ${options.filename} (${options.backPressure ? 'back-pressure' : 'multicast'})`);
-  try {
-    await produceFrom(0, producer, stopped.signal);
-  } catch (error) {
-    if (stopped.signal.aborted) return;
-    // A publish error reaches both produceFrom and 'error'; report it once.
-    finished.catch(() => {});
-    throw error;
-  }
-  producer.end();
+  // A publish error reaches both produceFrom and 'error'; it is reported once, from here.
+  await produceFrom(0, producer, stopped.signal, progress);
+  inputDone = true;
+  // Stopped by a signal: publish what was written, without the end-of-stream chunk.
+  if (stopped.signal.aborted) producer.interrupt();
+  else producer.end();
   await finished;
-  process.exit(0);
+  process.exit(signalStatus ?? 0);
 }
 
 async function runConsumer({ options, verbose }: Run): Promise<void> {

@@ -7,9 +7,10 @@
  * end-of-stream chunk (see producer.ts).
  */
 import fs from 'node:fs';
-import type { Bus } from './bus/open.js';
+import { type Bus, chunkPresent } from './bus/open.js';
 import { busError, errnoCode } from './errors.js';
 import { type ScratchBuffer, readChunk } from './bus/read.js';
+import { StreamEnds } from './bus/ends.js';
 
 /** First retry after finding the lock busy; doubles up to the poll interval. */
 const FIRST_BACKOFF_MS = 0.5;
@@ -17,28 +18,55 @@ const FIRST_BACKOFF_MS = 0.5;
 /** What a consumer does with a chunk; resolves once the chunk is safely handed on. */
 export type Deliver = (chunk: Buffer) => Promise<void>;
 
-/** Takes chunks one at a time until the end-of-stream chunk. */
+/**
+ * Takes chunks one at a time until the end-of-stream chunk, or with
+ * `producers` > 1 until the stream's last one (see bus/ends.ts).
+ */
 export async function consumeQueue(bus: Bus, deliver: Deliver, signal?: AbortSignal, scratch?: ScratchBuffer): Promise<void> {
   const { file } = bus.options.paths;
-  for (;;) {
-    const data = await take(bus, signal, scratch);
-    try {
-      // An empty chunk marks the end of the stream; removing it tells the
-      // producer (and any other consumer) it was seen.
-      if (data.length > 0) await deliver(data);
-      remove(file);
-    } finally {
-      bus.lock.release();
+  const ends = bus.options.producers > 1 ? await joinStream(bus, signal) : undefined;
+  try {
+    for (;;) {
+      const data = await take(bus, signal, scratch, ends);
+      // Ended by the last end marker, which another consumer took.
+      if (data === undefined) return;
+      let last = data.length === 0;
+      try {
+        // An empty chunk marks the end of a stream; removing it tells the
+        // producer (and any other consumer) it was seen.
+        if (data.length > 0) await deliver(data);
+        else if (ends) last = ends.count();
+        remove(file);
+      } finally {
+        bus.lock.release();
+      }
+      if (last) return;
     }
-    if (data.length === 0) return;
+  } finally {
+    ends?.close();
   }
 }
 
-/** Waits for `F` and returns its bytes with the lock held. */
-async function take(bus: Bus, signal?: AbortSignal, scratch?: ScratchBuffer): Promise<Buffer> {
+async function joinStream(bus: Bus, signal?: AbortSignal): Promise<StreamEnds> {
+  await bus.lock.acquire(signal);
+  try {
+    return new StreamEnds(bus.options.paths.ends, bus.options.producers);
+  } finally {
+    bus.lock.release();
+  }
+}
+
+/**
+ * Waits for `F` and returns its bytes with the lock held; undefined (lock
+ * not held) when `ends` says the stream has ended.
+ */
+async function take(bus: Bus, signal?: AbortSignal, scratch?: ScratchBuffer, ends?: StreamEnds): Promise<Buffer | undefined> {
   const { file } = bus.options.paths;
+  // With a shared count, the end may come from another consumer while no chunk does.
+  const ended = () => ends !== undefined && bus.lock.tryAcquire() && endedLocked(bus, ends);
   for (let backoff = FIRST_BACKOFF_MS; ; backoff *= 2) {
-    await bus.watcher.until(() => (fs.existsSync(file) ? true : undefined), signal);
+    const found = await bus.watcher.until(() => (chunkPresent(file) ? true : ended() ? false : undefined), signal);
+    if (!found) return undefined;
     // The lock is busy: another consumer is taking this chunk, or the
     // producer is between its rename and its unlock. Queueing on the lock
     // would only crowd out the producer; no notification marks the lock's
@@ -49,6 +77,11 @@ async function take(bus: Bus, signal?: AbortSignal, scratch?: ScratchBuffer): Pr
     }
     let chunk;
     try {
+      // A chunk published after our stream ended belongs to the next run's consumers.
+      if (ends?.ended()) {
+        bus.lock.release();
+        return undefined;
+      }
       chunk = readChunk(file, scratch, bus.fileSystem.shared);
     } catch (error) {
       bus.lock.release();
@@ -56,6 +89,15 @@ async function take(bus: Bus, signal?: AbortSignal, scratch?: ScratchBuffer): Pr
     }
     // Another consumer took it between our check and the lock.
     if (chunk !== undefined) return chunk.data;
+    bus.lock.release();
+  }
+}
+
+/** With the lock just taken: whether the stream has ended; releases the lock. */
+function endedLocked(bus: Bus, ends: StreamEnds): boolean {
+  try {
+    return ends.ended();
+  } finally {
     bus.lock.release();
   }
 }

@@ -1,6 +1,9 @@
 import path from 'node:path';
 import { UsageError } from './errors.js';
 
+/** How a producer cuts its input into chunks (BusOptions.records). */
+export type RecordMode = 'bytes' | 'lines' | 'null';
+
 /** Options shared by producers and consumers; they mirror the CLI flags. */
 export interface BusOptions {
   /** The bus path `F`; `F.lock` and `F.__new__` sit beside it. */
@@ -15,6 +18,25 @@ export interface BusOptions {
   fileMonitoring?: boolean;
   /** Producer input: read whole blocks with blocking reads. Default false. */
   blockingRead?: boolean;
+  /**
+   * Back-pressure consumers: the stream ends after this many end-of-stream
+   * chunks, one per producer, counted by all the consumers of the bus
+   * together in `F.ends` (docs/protocol.md, "Extension: several
+   * producers"). Every back-pressure consumer of the bus must be given the
+   * same number.
+   * Default 1: the first end-of-stream chunk ends the consumer that takes
+   * it, and nothing is counted.
+   */
+  producers?: number;
+  /**
+   * Producer: what a chunk holds. `'bytes'` (default): up to `blockSize`
+   * bytes as they arrive, a boundary may fall inside a line. `'lines'`:
+   * chunks end at a newline and hold whole lines; `'null'`: the same with
+   * NUL-terminated records. A record longer than `blockSize` is split at
+   * `blockSize` (reported once through `log`); a last record without its
+   * terminator is published at end of input.
+   */
+  records?: RecordMode;
   /**
    * Producer, multicast only: keep the last `history` chunks, numbered, in
    * `F.history/` (docs/protocol.md, "Extension: history"), so that
@@ -49,6 +71,8 @@ export interface BusPaths {
   readonly dir: string;
   /** The base name of `F`, to pick its events out of the directory's. */
   readonly base: string;
+  /** `F.ends`: end-of-stream chunks counted by consumers given `producers` > 1. */
+  readonly ends: string;
 }
 
 export interface ResolvedOptions {
@@ -59,6 +83,8 @@ export interface ResolvedOptions {
   readonly sleepMs: number;
   readonly fileMonitoring: boolean;
   readonly blockingRead: boolean;
+  readonly producers: number;
+  readonly records: RecordMode;
   /** Chunks a producer keeps in `F.history/`; 0 when it keeps none. */
   readonly history: number;
   readonly replay: boolean;
@@ -71,13 +97,37 @@ export const defaults = {
   sleepInterval: 0.1,
 } as const;
 
-/** Checks a block size from a flag, the environment or the API. */
-export function parseBlockSize(value: unknown): number {
+/**
+ * Largest --block-size: a chunk is held whole in memory on both sides, and
+ * 1 GiB keeps well inside what a Buffer can hold (4 GiB here).
+ */
+export const MAX_BLOCK_SIZE = 2 ** 30;
+/**
+ * Longest --sleep-interval, seconds: an hour between checks is already
+ * only a safety net; timers cannot wait longer than 24.8 days at all.
+ */
+export const MAX_SLEEP_INTERVAL = 3600;
+/** Largest --producers: far beyond any real queue, and a count no file can garble. */
+export const MAX_PRODUCERS = 1_000_000;
+
+/** A whole number in [1, max] from a flag, the environment or the API, or a UsageError in filebus's words. */
+function parseCount(option: string, what: string, max: number, maxText: string, value: unknown): number {
   const n = typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value;
   if (typeof n !== 'number' || !Number.isSafeInteger(n) || n <= 0) {
-    throw new UsageError(`--block-size must be a positive whole number of bytes, got '${String(value)}'`);
+    throw new UsageError(`${option} must be a positive whole number${what}, got '${String(value)}'`);
   }
+  if (n > max) throw new UsageError(`${option} must be at most ${maxText}, got '${String(value)}'`);
   return n;
+}
+
+/** Checks a block size from a flag, the environment or the API. */
+export function parseBlockSize(value: unknown): number {
+  return parseCount('--block-size', ' of bytes', MAX_BLOCK_SIZE, `${MAX_BLOCK_SIZE} (1 GiB)`, value);
+}
+
+/** Checks a count of producers (`--producers`, see BusOptions.producers). */
+export function parseProducers(value: unknown): number {
+  return parseCount('--producers', '', MAX_PRODUCERS, String(MAX_PRODUCERS), value);
 }
 
 /** Checks a sleep interval (seconds, fractions allowed). */
@@ -86,8 +136,12 @@ export function parseSleepInterval(value: unknown): number {
   if (typeof n !== 'number' || !Number.isFinite(n) || n < 0) {
     throw new UsageError(`--sleep-interval must be a number of seconds >= 0, got '${String(value)}'`);
   }
+  if (n > MAX_SLEEP_INTERVAL) throw new UsageError(`--sleep-interval must be at most ${MAX_SLEEP_INTERVAL} seconds, got '${String(value)}'`);
   return n;
 }
+
+/** Largest --history: each kept chunk is a file in F.history/. */
+export const MAX_HISTORY = 1_000_000;
 
 /** Checks a history window (a count of chunks; 0 turns the history off). */
 export function parseHistory(value: unknown): number {
@@ -95,7 +149,17 @@ export function parseHistory(value: unknown): number {
   if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) {
     throw new UsageError(`--history must be a whole number of chunks >= 0, got '${String(value)}'`);
   }
+  if (n > MAX_HISTORY) throw new UsageError(`--history must be at most ${MAX_HISTORY} chunks, got '${String(value)}'`);
   return n;
+}
+
+const recordModes: readonly RecordMode[] = ['bytes', 'lines', 'null'];
+
+export function parseRecordMode(value: unknown): RecordMode {
+  if (!recordModes.includes(value as RecordMode)) {
+    throw new UsageError(`records must be one of ${recordModes.join(', ')}, got '${String(value)}'`);
+  }
+  return value as RecordMode;
 }
 
 export function busPaths(filename: string): BusPaths {
@@ -104,6 +168,7 @@ export function busPaths(filename: string): BusPaths {
     file,
     lock: `${file}.lock`,
     staging: `${file}.__new__`,
+    ends: `${file}.ends`,
     history: `${file}.history`,
     dir: path.dirname(file),
     base: path.basename(file),
@@ -122,6 +187,8 @@ export function resolveOptions(options: BusOptions): ResolvedOptions {
   // a window of old chunks beside it would only be read by nobody.
   if (backPressure && history > 0) throw new UsageError('--history is for multicast buses; a back-pressure bus already delivers every chunk');
   if (backPressure && replay) throw new UsageError('--replay is for multicast consumers; a back-pressure bus keeps no history');
+  const producers = parseProducers(options.producers ?? 1);
+  if (!backPressure && producers > 1) throw new UsageError('--producers counts end-of-stream chunks, which only --back-pressure has');
   return {
     paths: busPaths(options.filename),
     backPressure,
@@ -131,6 +198,8 @@ export function resolveOptions(options: BusOptions): ResolvedOptions {
     sleepMs: Math.max(1, sleepInterval * 1000),
     fileMonitoring: options.fileMonitoring ?? true,
     blockingRead: options.blockingRead ?? false,
+    producers,
+    records: parseRecordMode(options.records ?? 'bytes'),
     history,
     replay,
     signal: options.signal,

@@ -16,6 +16,7 @@ import { busError, errnoCode } from './errors.js';
 import { type BusOptions, defaults, parseBlockSize } from './options.js';
 import { waitReadable } from './sys/libc.js';
 import { publish } from './bus/publish.js';
+import { fullChunk, recordTerminator, wholeRecords } from './records.js';
 
 const END_OF_STREAM = Buffer.alloc(0);
 /** Shortest spacing between multicast chunks that a partial block waits for (capped by --sleep-interval). */
@@ -28,11 +29,20 @@ export class Producer extends Writable {
   readonly #stop = new AbortController();
   readonly #endMarker = new AbortController();
   readonly #holdMs: number;
+  /** The byte that ends a record (`--lines`, `--null`); undefined for plain bytes. */
+  readonly #terminator: number | undefined;
+  /** The hold for whole records followed by part of the next: more input is on its way, in either mode. */
+  readonly #recordHoldMs: number;
+  #splitNoticed = false;
   #endOfStream = true;
-  /** A partial block waiting for `#holdTimer`; always shorter than a block. */
+  /**
+   * A partial block waiting for `#holdTimer`, or for the rest of its last
+   * record (then with no timer); always shorter than a block.
+   */
   #held: Buffer | undefined;
   #holdTimer: NodeJS.Timeout | undefined;
   #lastPublish = -Infinity;
+  #bytesPublished = 0;
   /** Publishes run one at a time: those of writes and those of the hold timer. */
   #queue: Promise<void> = Promise.resolve();
 
@@ -41,12 +51,19 @@ export class Producer extends Writable {
     super({ highWaterMark: parseBlockSize(options.blockSize ?? defaults.blockSize) });
     this.#bus = openBus(options, { writes: true });
     this.#holdMs = this.#bus.options.backPressure ? 0 : Math.min(HOLD_MS, this.#bus.options.sleepMs);
+    this.#recordHoldMs = Math.min(HOLD_MS, this.#bus.options.sleepMs);
+    this.#terminator = recordTerminator(this.#bus.options.records);
     if (options.signal) addAbortSignal(options.signal, this);
   }
 
   /** Largest chunk this producer publishes, in bytes. */
   get blockSize(): number {
     return this.#bus.options.blockSize;
+  }
+
+  /** Bytes of all the chunks this producer has published so far. */
+  get bytesPublished(): number {
+    return this.#bytesPublished;
   }
 
   get blockingRead(): boolean {
@@ -104,23 +121,48 @@ export class Producer extends Writable {
     this.#clearHeld();
     const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
     let offset = 0;
-    for (; data.length - offset >= blockSize; offset += blockSize) await this.#publish(data.subarray(offset, offset + blockSize));
+    while (data.length - offset >= blockSize) {
+      const cut = fullChunk(data.subarray(offset), blockSize, this.#terminator);
+      if (cut.split) this.#noticeSplit();
+      await this.#publish(data.subarray(offset, offset + cut.length));
+      offset += cut.length;
+    }
     // An empty rest must not publish: in back-pressure mode that would end the stream.
     if (offset === data.length) return;
     const rest = data.subarray(offset);
-    const wait = this.#lastPublish + this.#holdMs - performance.now();
-    if (wait <= 0) return this.#publish(rest);
+    // With whole records, the last one may still lack its terminator: it
+    // waits for the rest of it (or the end of input), never on its own timer.
+    const whole = wholeRecords(rest, this.#terminator);
+    const wait = this.#lastPublish + (whole < rest.length ? this.#recordHoldMs : this.#holdMs) - performance.now();
+    let kept = rest;
+    if (whole > 0 && wait <= 0) {
+      await this.#publish(rest.subarray(0, whole));
+      kept = rest.subarray(whole);
+      if (kept.length === 0) return;
+    }
     // A copy: the writer may reuse its buffer once this write is done.
-    this.#held = Buffer.from(rest);
+    this.#held = Buffer.from(kept);
+    if (whole === 0 || wait <= 0) return;
     this.#holdTimer = setTimeout(() => {
-      this.#serially(() => this.#publishHeld()).catch((error: unknown) => this.destroy(error as Error));
+      this.#serially(() => this.#publishHeld(false)).catch((error: unknown) => this.destroy(error as Error));
     }, wait);
   }
 
-  async #publishHeld(): Promise<void> {
+  /** Publishes what is held: all of it, or only its whole records (the rest stays held). */
+  async #publishHeld(partialRecordToo = true): Promise<void> {
     const held = this.#held;
     this.#clearHeld();
-    if (held) await this.#publish(held);
+    if (!held) return;
+    const length = partialRecordToo ? held.length : wholeRecords(held, this.#terminator);
+    if (length > 0) await this.#publish(held.subarray(0, length));
+    if (length < held.length) this.#held = held.subarray(length);
+  }
+
+  #noticeSplit(): void {
+    if (this.#splitNoticed) return;
+    this.#splitNoticed = true;
+    const what = this.#terminator === 0 ? 'a NUL-terminated record' : 'a line';
+    this.#bus.options.log(`${what} longer than --block-size (${this.#bus.options.blockSize} bytes) was split across chunks; later ones are split without notice`);
   }
 
   #clearHeld(): void {
@@ -132,12 +174,18 @@ export class Producer extends Writable {
   async #publish(chunk: Buffer): Promise<void> {
     await publish(this.#bus, chunk, this.#stop.signal);
     this.#lastPublish = performance.now();
+    this.#bytesPublished += chunk.length;
   }
 }
 
 /** A Writable that publishes what is written to it on the bus. */
 export function createProducer(options: BusOptions): Producer {
   return new Producer(options);
+}
+
+/** How far `produceFrom` has got: bytes taken from its input so far. */
+export interface InputProgress {
+  bytesRead: number;
 }
 
 /**
@@ -152,33 +200,62 @@ export function createProducer(options: BusOptions): Producer {
  * fixed-size records stay one per chunk. A pipe or terminal is read only
  * once poll(2) says it has data, so no read ever blocks the event loop and
  * signals are handled while input is silent.
+ *
+ * When `signal` aborts, it reads nothing more (the rest stays in the input
+ * for another reader), and resolves once every byte it did read, a partial
+ * block included, has been written to the producer and published: input
+ * taken from a pipe is never dropped. The caller then ends the producer
+ * (`interrupt()`, as the input did not end).
  */
-export async function produceFrom(fd: number, producer: Producer, signal?: AbortSignal): Promise<void> {
+export async function produceFrom(fd: number, producer: Producer, signal?: AbortSignal, progress: InputProgress = { bytesRead: 0 }): Promise<void> {
   const { blockSize } = producer;
   const regular = fs.fstatSync(fd).isFile();
   const wholeBlocks = regular || producer.blockingRead;
   const buffers = [Buffer.allocUnsafe(blockSize), Buffer.allocUnsafe(blockSize)];
+  // Reading stops on the caller's abort, and on a failed publish or a
+  // producer destroyed otherwise (a held block's publish fails on a timer,
+  // after its write has succeeded), which must not wait for more input.
+  const stop = new AbortController();
+  const onAbort = () => stop.abort();
+  if (signal?.aborted) stop.abort();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  producer.once('close', onAbort);
   let published: Promise<void> = Promise.resolve();
-  for (let turn = 0, ended = false; !ended; turn ^= 1) {
-    const block = buffers[turn]!;
-    let length = 0;
-    do {
-      const n = regular ? readSync(fd, block, length) : await readWhenReady(fd, block, length, signal);
-      if (n === 0) ended = true;
-      length += n;
-    } while (!ended && wholeBlocks && length < blockSize);
-    // The other buffer is free again once its block is published.
-    await published;
-    signal?.throwIfAborted();
-    if (length > 0) {
-      published = written(producer, block.subarray(0, length));
-      // Awaited only after the next read, which may take a while: marked
-      // handled now, so that a publish error is reported once (where it is
-      // awaited, as one line) and not as an unhandled rejection meanwhile.
-      published.catch(() => {});
+  try {
+    for (let turn = 0, ended = false; !ended; turn ^= 1) {
+      const block = buffers[turn]!;
+      let length = 0;
+      try {
+        do {
+          if (stop.signal.aborted) {
+            ended = true;
+            break;
+          }
+          const n = regular ? readSync(fd, block, length) : await readWhenReady(fd, block, length, stop.signal);
+          if (n === 0) ended = true;
+          length += n;
+          progress.bytesRead += n;
+        } while (!ended && wholeBlocks && length < blockSize);
+      } catch (error) {
+        // Stopped while waiting for input: what is in `block` was read all the same.
+        if (!stop.signal.aborted) throw error;
+        ended = true;
+      }
+      // The other buffer is free again once its block is published (this
+      // throws if it failed).
+      await published;
+      if (producer.errored) throw producer.errored;
+      if (producer.destroyed) return;
+      if (length > 0) {
+        published = written(producer, block.subarray(0, length));
+        published.catch(onAbort);
+      }
     }
+    await published;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    producer.off('close', onAbort);
   }
-  await published;
 }
 
 function written(producer: Producer, data: Buffer): Promise<void> {

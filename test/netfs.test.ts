@@ -10,7 +10,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { type TestContext, afterEach, describe, expect, test } from 'vitest';
-import { openBus } from '../src/index.js';
+import { openBus } from '../src/bus/open.js';
 import { readChunk } from '../src/bus/read.js';
 import { fileSystemOf } from '../src/sys/fstype.js';
 import { type Proc, asleepInEventLoop, filebus, lockHeld, openFiles, run, sha256, stop, tempDir, until, writeLinesAtRate } from './helpers.js';

@@ -9,6 +9,7 @@ import koffi from 'koffi';
 
 const libc = koffi.load('libc.so.6');
 
+export const LOCK_SH = 1;
 export const LOCK_EX = 2;
 export const LOCK_NB = 4;
 export const LOCK_UN = 8;
@@ -20,20 +21,6 @@ const flockFn = libc.func('int flock(int fd, int operation)');
 /** flock(2); returns 0 or the errno of the failure. */
 export function flock(fd: number, operation: number): number {
   return flockFn(fd, operation) === 0 ? 0 : koffi.errno();
-}
-
-/**
- * flock(2) on one of koffi's worker threads, for the blocking wait of a
- * contended lock: the event loop stays free for signals and I/O. Resolves
- * to 0 or -1 (errno is not carried across threads; callers retry).
- */
-export function flockOffThread(fd: number, operation: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    flockFn.async(fd, operation, (error: unknown, result: number) => {
-      if (error) reject(error);
-      else resolve(result);
-    });
-  });
 }
 
 const PollFd = koffi.struct('filebus_pollfd', { fd: 'int', events: 'short', revents: 'short' });
@@ -82,4 +69,39 @@ export function waitReadable(fd: number, timeoutMs: number): Promise<boolean> {
       else resolve(ready > 0);
     });
   });
+}
+
+const execvpFn = libc.func('int execvp(const char *file, const char **argv)');
+const signalFn = libc.func('void *signal(int signum, void *handler)');
+const sigprocmaskFn = libc.func('int sigprocmask(int how, const uint8_t *set, uint8_t *oldset)');
+const F_GETFD = 1;
+const F_SETFD = 2;
+const F_GETFL = 3;
+const F_SETFL = 4;
+const FD_CLOEXEC = 1;
+const O_NONBLOCK = 0o4000;
+const SIG_SETMASK = 2;
+/** Signals Node ignores for itself (SIGPIPE, SIGXFSZ): an ignored signal stays ignored across exec. */
+const IGNORED_BY_NODE = [13, 25];
+
+/**
+ * Replaces this process with `file` (looked up on PATH), so that the PID
+ * the caller holds is that program's: a SIGKILL reaches it, not a parent
+ * that would leave it running. Before the exec, fds 0-2 are made what a
+ * freshly started program expects: inherited (Node marks them close-on-exec)
+ * and blocking; the signals Node ignores get their default action back and
+ * none is blocked. Returns only on failure, with the errno code.
+ */
+export function execInPlace(file: string, argv: string[]): number {
+  for (const fd of [0, 1, 2]) {
+    const fdFlags = fcntlFn(fd, F_GETFD);
+    if (fdFlags < 0) continue; // not open: the program gets it closed too
+    if (fdFlags & FD_CLOEXEC) fcntlFn(fd, F_SETFD, 'int', fdFlags & ~FD_CLOEXEC);
+    const statusFlags = fcntlFn(fd, F_GETFL);
+    if (statusFlags >= 0 && statusFlags & O_NONBLOCK) fcntlFn(fd, F_SETFL, 'int', statusFlags & ~O_NONBLOCK);
+  }
+  for (const signal of IGNORED_BY_NODE) signalFn(signal, null);
+  sigprocmaskFn(SIG_SETMASK, Buffer.alloc(128), null);
+  execvpFn(file, [...argv, null]);
+  return koffi.errno();
 }
