@@ -44,6 +44,7 @@ export function openBus(busOptions: BusOptions, role: BusRole): Bus {
   checkRegular(paths.file);
   refuseLink(paths.lock);
   refuseLink(paths.staging);
+  refuseLink(paths.history);
   const lock = new BusLock(paths.lock, options.sleepMs);
   if (role.writes) {
     try {
