@@ -118,6 +118,7 @@ function readHead(dir: string): number | undefined {
  * when the bus keeps no history (or has not published into it yet).
  */
 export function historyWindow(paths: Pick<BusPaths, 'history'>): HistoryWindow | undefined {
+  lstatHistory(paths.history);
   const seqs = listEntries(paths.history);
   return seqs.length === 0 ? undefined : { first: seqs[0]!, last: seqs.at(-1)! };
 }
@@ -396,8 +397,9 @@ export class HistoryCursor {
     return fs.existsSync(`${this.#dir}/${entryName(seq)}`);
   }
 
+  /** lstat: a link put at `F` is refused, never looked through (a dangling one would pass for no chunk). */
   #statFile(): fs.BigIntStats | undefined {
-    const st = fs.statSync(this.#file, { bigint: true, throwIfNoEntry: false });
+    const st = fs.lstatSync(this.#file, { bigint: true, throwIfNoEntry: false });
     if (st !== undefined) checkRegular(this.#file, st);
     return st;
   }
@@ -417,7 +419,8 @@ export class HistoryCursor {
     }
     // A chunk with one link at F was published by a peer without history
     // after the head: it is the newest, and the F check below delivers it.
-    const st = fs.statSync(this.#file, { bigint: true, throwIfNoEntry: false });
+    const st = fs.lstatSync(this.#file, { bigint: true, throwIfNoEntry: false });
+    if (st !== undefined) checkRegular(this.#file, st);
     this.#next = st !== undefined && st.nlink === 1n ? head + 1 : head;
   }
 

@@ -4,8 +4,8 @@
  * staging file, and the mode the bus looks like it is in.
  */
 import fs from 'node:fs';
-import { checkRegular } from './bus/open.js';
-import { busError, errnoCode } from './errors.js';
+import { checkRegular, symlinkError } from './bus/open.js';
+import { BusError, busError, errnoCode } from './errors.js';
 import { historyWindow } from './history.js';
 import { busPaths } from './options.js';
 
@@ -75,13 +75,20 @@ export function status(filename: string): BusStatus {
   };
 }
 
-/** stat(2), or undefined when nothing is there (a component of the path missing or not a directory). */
+/**
+ * lstat(2), or undefined when nothing is there (a component of the path
+ * missing or not a directory). A symbolic link at one of the bus's paths is
+ * an error, as for every other command: its target is not the bus.
+ */
 function statOrNothing(file: string): fs.Stats | undefined;
 function statOrNothing(file: string, bigint: true): fs.BigIntStats | undefined;
 function statOrNothing(file: string, bigint = false): fs.Stats | fs.BigIntStats | undefined {
   try {
-    return fs.statSync(file, { throwIfNoEntry: false, bigint });
+    const st = fs.lstatSync(file, { throwIfNoEntry: false, bigint });
+    if (st?.isSymbolicLink()) throw symlinkError(file);
+    return st;
   } catch (error) {
+    if (error instanceof BusError) throw error;
     if (errnoCode(error) === 'ENOTDIR') return undefined;
     throw busError('look at', file, error);
   }
