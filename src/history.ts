@@ -22,9 +22,10 @@ import { BusError, busError, errnoCode } from './errors.js';
 import type { BusPaths } from './options.js';
 import { checkRegular, symlinkError } from './bus/open.js';
 import { identityOf, readChunk, type ScratchBuffer } from './bus/read.js';
+import { RECORD_DIGITS, overwriteRecord } from './bus/record-file.js';
 
 /** Digits of an entry's name: 10^16 chunks is three centuries at a million a second. */
-const DIGITS = 16;
+const DIGITS = RECORD_DIGITS;
 const ENTRY = /^\d{16}$/;
 const HEAD = 'head';
 /** Largest head file we read: the number, a newline, room for a peer's whitespace. */
@@ -280,11 +281,7 @@ export class HistoryWriter {
    */
   #writeHead(seq: number): void {
     const length = this.#headBytes.write(`${entryName(seq)}\n`, 0, 'latin1');
-    try {
-      fs.writeSync(this.#headFd, this.#headBytes, 0, length, 0);
-    } catch (error) {
-      throw busError('write', this.#headPath, error);
-    }
+    overwriteRecord(this.#headFd, this.#headBytes, length, this.#headPath);
   }
 
   #remove(seq: number): void {

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { createConsumer, createProducer } from '../src/index.js';
-import { type Proc, cli, cpuSeconds, filebus, hasStackTrace, run, sha256, tempDir, until, waitForFile, within } from './helpers.js';
+import { type Proc, asleepInEventLoop, cli, cpuSeconds, filebus, hasStackTrace, openFiles, run, sha256, tempDir, until, waitForFile, within } from './helpers.js';
 
 const RECORD = 100;
 
@@ -364,6 +364,37 @@ describe('several producers: consumers given --producers N end after N end-of-st
     // Two more full runs: each consumer must wait for both markers of its own run.
     await queue(dir, bus, 2, 1, 50, 1000);
     await queue(dir, bus, 2, 3, 50, 2000);
+  });
+
+  test('F.ends left empty or short (a crash mid-write, an older version) does not end a live counting consumer early', async () => {
+    const dir = tempDir();
+    const bus = path.join(dir, 'bus');
+    // One full run first, so the next run's stream is 1 and a count read as "0 0" differs from it.
+    await queue(dir, bus, 2, 1, 5, 0);
+    for (const torn of ['', '1']) {
+      const args = ['--filename', bus, '--back-pressure'];
+      const consumer = filebus([...args, 'consumer', '--producers', '2'], { stdin: 'ignore' });
+      const pid = consumer.child.pid!;
+      await until(() => openFiles(pid).includes(`${bus}.ends`) && asleepInEventLoop(pid), 10_000, 'the consumer to join the count');
+      fs.writeFileSync(`${bus}.ends`, torn);
+      for (const name of ['one', 'two']) {
+        const producer = filebus([...args, 'producer']);
+        producer.child.stdin!.end(`${name}\n`);
+        expect(await within(producer.exited, 10_000, `producer ${name}`)).toBe(0);
+      }
+      expect(await within(consumer.exited, 10_000, 'the consumer')).toBe(0);
+      expect(consumer.stdout().toString(), JSON.stringify(torn)).toBe('one\ntwo\n');
+      expect(consumer.stderr()).toBe('');
+    }
+  });
+
+  test('F.ends is always one whole fixed-width record, readable as "<streams> <markers>"', async () => {
+    const dir = tempDir();
+    const bus = path.join(dir, 'bus');
+    await queue(dir, bus, 2, 2, 5, 0);
+    const text = fs.readFileSync(`${bus}.ends`, 'latin1');
+    expect(text).toMatch(/^(\d+) (\d+)\n$/);
+    expect(text).toBe(`${'1'.padStart(16, '0')} ${'0'.padStart(16, '0')}\n`);
   });
 
   test('consumers without --producers still end on the first end marker (as before)', async () => {
