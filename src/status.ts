@@ -108,7 +108,7 @@ function guessMode(file: FileStatus | null, hasLock: boolean, hasHistory: boolea
  * this device and inode. /proc/locks names the file by "MAJOR:MINOR:INODE"
  * (major and minor in hex); a waiter's line has "->" after its number.
  */
-export function flockHolders(dev: bigint, ino: bigint): { holders: number[]; waiting: number[] } {
+function flockHolders(dev: bigint, ino: bigint): { holders: number[]; waiting: number[] } {
   const holders: number[] = [];
   const waiting: number[] = [];
   let table: string;

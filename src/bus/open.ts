@@ -107,7 +107,7 @@ export function chunkPresent(file: string): boolean {
 }
 
 /** Refuses a symbolic link at `file` (absent is fine). */
-export function refuseLink(file: string): void {
+function refuseLink(file: string): void {
   if (fs.lstatSync(file, { throwIfNoEntry: false })?.isSymbolicLink()) throw symlinkError(file);
 }
 
