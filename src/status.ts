@@ -144,7 +144,7 @@ export function formatStatus(s: BusStatus): string {
     ['bus', s.path],
     ['file', file(s.file, 'none')],
     ['lock', lock],
-    ['staging', s.staging ? `leftover ${s.path}.__new__, ${file(s.staging, '')} (a publish cut short; the next one overwrites it)` : 'none'],
+    ['staging', s.staging ? `leftover ${s.path}.__new__, ${file(s.staging, '')} (a publish cut short; the next one removes it)` : 'none'],
     ['looks like', s.looksLike],
   ];
   if (s.history) lines.push(['history', `chunks ${s.history.first} to ${s.history.last}`]);

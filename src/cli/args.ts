@@ -57,7 +57,7 @@ const globalOptions: OptionTable = {
   history: {
     type: 'string',
     requiresArg: true,
-    describe: 'N: producer, multicast: keep the last N\nchunks, numbered, in F.history/, so that\nconsumers within N of the newest get every\none (default 0: none)',
+    describe: 'N: producer, multicast: keep the last N\nchunks, numbered, in F.history/, so that\nconsumers within N of the newest get every\none (default 0: none); a consumer finds\nthe history by itself and ignores N',
   },
   impl: {
     type: 'string',
