@@ -62,7 +62,7 @@ function onSignals(onFirst: (status: number) => void): void {
 
 async function runProducer({ options, verbose }: Run): Promise<void> {
   const { createProducer, produceFrom } = await import('../src/producer.js');
-  const producer = createProducer({ ...options, log: logger(verbose) });
+  const producer = createProducer({ ...options, blockingWait: true, log: logger(verbose) });
   const finished = new Promise<void>((resolve, reject) => {
     producer.on('finish', resolve);
     producer.on('error', reject);
@@ -92,6 +92,7 @@ async function runProducer({ options, verbose }: Run): Promise<void> {
 async function runConsumer({ options, verbose }: Run): Promise<void> {
   const { consume } = await import('../src/consumer.js');
   const { growPipe, peerClosed } = await import('../src/sys/libc.js');
+  const { writeAll } = await import('../src/sys/output.js');
   const stop = new AbortController();
   let exitStatus = 0;
   onSignals((status) => {
@@ -104,30 +105,31 @@ async function runConsumer({ options, verbose }: Run): Promise<void> {
     exitStatus = 141;
     stop.abort();
   };
-  // Errors also reach the write callback below, which tells them apart.
-  process.stdout.on('error', () => {});
   const stdoutStat = fs.fstatSync(1);
   if (stdoutStat.isFIFO() || stdoutStat.isSocket()) {
     setInterval(() => peerClosed(1) && stdoutGone(), 200).unref();
   }
   // Room for a whole chunk in the pipe: one write, one wake-up of the reader.
   if (stdoutStat.isFIFO() && options.blockSize > 65536) growPipe(1, Math.min(options.blockSize, 1 << 20));
-  const writeOut = (chunk: Buffer): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const onAbort = () => reject(stop.signal.reason);
-      stop.signal.addEventListener('abort', onAbort, { once: true });
-      process.stdout.write(chunk, (error) => {
-        stop.signal.removeEventListener('abort', onAbort);
-        if (!error) return resolve();
-        // Only a reader that went away is the quiet SIGPIPE-like ending; a
-        // full disk or an I/O error under stdout is an error to report.
-        if (errnoCode(error) === 'EPIPE') stdoutGone();
-        reject(errnoCode(error) === 'EPIPE' ? error : busError('write', 'standard output', error));
-      });
-    });
+  // Straight to fd 1 with write(2), not through process.stdout: no stream
+  // machinery, callback or event-loop turn per chunk (process.stdout is
+  // synchronous for files and pipes on Linux anyway).
+  const writeOut = async (chunk: Buffer): Promise<void> => {
+    try {
+      await writeAll(1, chunk, stop.signal);
+    } catch (error) {
+      // Only a reader that went away is the quiet SIGPIPE-like ending; a
+      // full disk or an I/O error under stdout is an error to report.
+      if (errnoCode(error) === 'EPIPE') {
+        stdoutGone();
+        throw error;
+      }
+      throw stop.signal.aborted ? error : busError('write', 'standard output', error);
+    }
+  };
   log(verbose, `consumer on ${options.filename} (${options.backPressure ? 'back-pressure' : 'multicast'})`);
   try {
-    await consume({ ...options, signal: stop.signal, reuseBuffers: true, log: logger(verbose) }, writeOut);
+    await consume({ ...options, signal: stop.signal, reuseBuffers: true, blockingWait: true, log: logger(verbose) }, writeOut);
   } catch (error) {
     if (!stop.signal.aborted) throw error;
   }

@@ -29,7 +29,7 @@ export interface ConsumeOptions extends BusOptions {
  * a slow reader costs missed chunks, never memory.
  */
 export async function consume(options: ConsumeOptions, deliver: Deliver): Promise<void> {
-  const bus = openBus(options, { writes: options.backPressure === true });
+  const bus = openBus(options, { writes: options.backPressure === true, waitsFor: options.backPressure ? 'change' : 'arrival' });
   const scratch = options.reuseBuffers ? new ScratchBuffer() : undefined;
   try {
     if (bus.options.backPressure) await consumeQueue(bus, deliver, options.signal, scratch);

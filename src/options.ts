@@ -15,6 +15,14 @@ export interface BusOptions {
   fileMonitoring?: boolean;
   /** Producer input: read whole blocks with blocking reads. Default false. */
   blockingRead?: boolean;
+  /**
+   * Wait for the bus by blocking the calling thread in poll(2) on an
+   * inotify descriptor, handing control back to the event loop every few
+   * milliseconds (and at once for a signal). For a process that does
+   * nothing else, like the filebus command: a chunk then costs a fraction
+   * of the CPU and latency of waiting in the event loop. Default false.
+   */
+  blockingWait?: boolean;
   /** Stops the producer or consumer. */
   signal?: AbortSignal;
   /**
@@ -46,6 +54,7 @@ export interface ResolvedOptions {
   readonly sleepMs: number;
   readonly fileMonitoring: boolean;
   readonly blockingRead: boolean;
+  readonly blockingWait: boolean;
   readonly signal: AbortSignal | undefined;
   readonly log: (message: string) => void;
 }
@@ -98,6 +107,7 @@ export function resolveOptions(options: BusOptions): ResolvedOptions {
     sleepMs: Math.max(1, sleepInterval * 1000),
     fileMonitoring: options.fileMonitoring ?? true,
     blockingRead: options.blockingRead ?? false,
+    blockingWait: options.blockingWait ?? false,
     signal: options.signal,
     log: options.log ?? (() => {}),
   };

@@ -8,18 +8,24 @@ import path from 'node:path';
 import { BusError, busError, errnoCode } from '../errors.js';
 import { BusLock } from './lock.js';
 import { type BusOptions, type ResolvedOptions, resolveOptions } from '../options.js';
-import { BusWatcher } from './watch.js';
+import { type WaitsFor, type Watcher, createWatcher } from './watch.js';
 
 export interface Bus {
   readonly options: ResolvedOptions;
   readonly lock: BusLock;
-  readonly watcher: BusWatcher;
+  readonly watcher: Watcher;
   close(): void;
 }
 
 export interface BusRole {
   /** Producers and back-pressure consumers lock and write; multicast consumers only read. */
   readonly writes: boolean;
+  /**
+   * The change of `F` this role waits for: consumers wait for a chunk to
+   * arrive, back-pressure producers for it to be taken, multicast
+   * producers for nothing. Default: any change.
+   */
+  readonly waitsFor?: WaitsFor;
 }
 
 export function openBus(busOptions: BusOptions, role: BusRole): Bus {
@@ -40,7 +46,10 @@ export function openBus(busOptions: BusOptions, role: BusRole): Bus {
     }
     lock.open();
   }
-  const watcher = new BusWatcher(paths.dir, paths.base, options.sleepMs, options.fileMonitoring);
+  const watcher = createWatcher(
+    { dir: paths.dir, base: paths.base, intervalMs: options.sleepMs, monitoring: options.fileMonitoring, waitsFor: role.waitsFor ?? 'any', log: options.log },
+    options.blockingWait,
+  );
   return {
     options,
     lock,

@@ -1,26 +1,74 @@
 /**
  * The wait loop: sleep until the bus file may have changed. File-system
- * notifications on the parent directory wake us within microseconds; a
- * `sleepInterval` timer wakes us anyway, because notifications are only
+ * notifications on the parent directory wake us within microseconds; the
+ * `sleepInterval` poll wakes us anyway, because notifications are only
  * hints (network file systems send none, and a dropped one must cost at
  * most one interval, never a hang).
  *
- * Why `fs.watch` on the directory and not chokidar: a rename over `F` is a
- * new inode, which a watch on the file itself does not follow, and chokidar
- * filters and coalesces events. Measured in README "Dependencies".
+ * Two ways to wait, one loop (`until`: probe, wait, probe again):
+ *
+ * - `EventLoopWatcher`, for a library user's process: `fs.watch` on the
+ *   directory and a timer, so the event loop stays free between chunks.
+ *   `fs.watch` takes no event mask, so every event in the directory is a
+ *   wake-up and a callback (4-5 per publish).
+ * - `BlockingWatcher`, for a process that does nothing but move chunks
+ *   (the filebus command): the thread blocks in poll(2) on an inotify
+ *   descriptor whose kernel-side mask holds only the event the role waits
+ *   for, so a consumer wakes once per chunk and runs no JavaScript in
+ *   between. It returns to the event loop every `SLICE_MS` (and at once
+ *   when a signal interrupts the poll), so signal handlers and timers
+ *   still run.
+ *
+ * Why the directory and not `F`: a rename over `F` is a new inode, which a
+ * watch on the file itself does not follow.
  */
 import fs from 'node:fs';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { DirectoryWatch, sleepSync } from '../sys/inotify.js';
 
-export class BusWatcher {
+/** Which change of `F` a role waits for; the others need not wake it. */
+export type WaitsFor = 'arrival' | 'removal' | 'change' | 'any' | 'nothing';
+
+export interface Watcher {
+  /**
+   * Calls `probe` until it returns something other than undefined, waiting
+   * between calls until a hint or the poll interval. Rejects with the
+   * abort reason once `signal` aborts.
+   */
+  until<T>(probe: () => T | undefined, signal?: AbortSignal): Promise<T>;
+  /**
+   * Waits until the next hint or `timeoutMs` (at most the poll interval),
+   * or until `signal` aborts (then resolves: the caller's next check
+   * throws).
+   */
+  nextHint(signal?: AbortSignal, timeoutMs?: number): Promise<void>;
+  close(): void;
+}
+
+export interface WatchTarget {
+  readonly dir: string;
+  readonly base: string;
+  readonly intervalMs: number;
+  /** False: poll only (--no-file-monitoring). */
+  readonly monitoring: boolean;
+  readonly waitsFor: WaitsFor;
+  readonly log: (message: string) => void;
+}
+
+export function createWatcher(target: WatchTarget, blocking: boolean): Watcher {
+  return blocking ? new BlockingWatcher(target) : new EventLoopWatcher(target);
+}
+
+export class EventLoopWatcher implements Watcher {
   readonly #intervalMs: number;
   #watcher: fs.FSWatcher | undefined;
   /** Set by every hint; cleared by each check, so none falls between a check and the wait after it. */
   #hinted = false;
   #wake: (() => void) | undefined;
 
-  constructor(dir: string, base: string, intervalMs: number, monitoring: boolean) {
+  constructor({ dir, base, intervalMs, monitoring, waitsFor }: WatchTarget) {
     this.#intervalMs = intervalMs;
-    if (monitoring) {
+    if (monitoring && waitsFor !== 'nothing') {
       try {
         this.#watcher = fs.watch(dir, { persistent: false }, (_event, name) => {
           // A null name means the kernel's queue overflowed: anything may have changed.
@@ -34,10 +82,6 @@ export class BusWatcher {
     }
   }
 
-  /**
-   * Calls `probe` until it returns something other than undefined, sleeping
-   * between calls until a hint or the poll interval.
-   */
   async until<T>(probe: () => T | undefined, signal?: AbortSignal): Promise<T> {
     for (;;) {
       signal?.throwIfAborted();
@@ -48,10 +92,6 @@ export class BusWatcher {
     }
   }
 
-  /**
-   * Sleeps until the next hint or `timeoutMs` (the poll interval); at once
-   * if a hint came since `until` last probed.
-   */
   nextHint(signal?: AbortSignal, timeoutMs = this.#intervalMs): Promise<void> {
     if (this.#hinted) {
       this.#hinted = false;
@@ -83,5 +123,79 @@ export class BusWatcher {
   #stopWatching(): void {
     this.#watcher?.close();
     this.#watcher = undefined;
+  }
+}
+
+/**
+ * Longest stretch the blocking watcher keeps the event loop waiting. Short
+ * enough that a signal the poll did not see (it went to another thread)
+ * is handled at once to the eye; long enough that an idle process wakes
+ * only 50 times a second.
+ */
+const SLICE_MS = 20;
+
+const masks: Record<WaitsFor, number> = {
+  // A publish is a rename onto F (IN_MOVED_TO); the staging file's create
+  // and writes, and other names, need not wake anyone.
+  arrival: 0x80,
+  // A back-pressure consumer takes F with unlink (IN_DELETE); a rename
+  // away (IN_MOVED_FROM) would also fire at each of our own publishes, so
+  // that rare case is left to the poll.
+  removal: 0x200,
+  // A back-pressure consumer that finds the lock taken waits for the chunk
+  // to go (another consumer took it) or a new one.
+  change: 0x80 | 0x200,
+  // Both, and the renames: for callers that did not say.
+  any: 0x80 | 0x200 | 0x40 | 0x100,
+  nothing: 0,
+};
+
+export class BlockingWatcher implements Watcher {
+  readonly #intervalMs: number;
+  #watch: DirectoryWatch | undefined;
+  #lastYield = performance.now();
+
+  constructor({ dir, base, intervalMs, monitoring, waitsFor, log }: WatchTarget) {
+    this.#intervalMs = intervalMs;
+    if (monitoring && waitsFor !== 'nothing') {
+      try {
+        this.#watch = new DirectoryWatch(dir, base, masks[waitsFor]);
+      } catch (error) {
+        log(`no inotify watch on ${dir} (${(error as Error).message}); polling every ${intervalMs} ms`);
+      }
+    }
+  }
+
+  async until<T>(probe: () => T | undefined, signal?: AbortSignal): Promise<T> {
+    for (;;) {
+      signal?.throwIfAborted();
+      const found = probe();
+      if (found !== undefined) return found;
+      await this.nextHint(signal);
+    }
+  }
+
+  async nextHint(signal?: AbortSignal, timeoutMs = this.#intervalMs): Promise<void> {
+    const deadline = performance.now() + Math.min(timeoutMs, this.#intervalMs);
+    for (;;) {
+      let now = performance.now();
+      if (now - this.#lastYield >= SLICE_MS) {
+        await nextTurn();
+        now = this.#lastYield = performance.now();
+      }
+      if (signal?.aborted) return;
+      const remaining = deadline - now;
+      if (remaining <= 0) return;
+      const slice = Math.min(remaining, this.#lastYield + SLICE_MS - now);
+      const wake = this.#watch?.alive ? this.#watch.wait(slice) : sleepSync(slice);
+      if (wake === 'event') return;
+      // A signal for us is waiting in the event loop's queue: let it run.
+      if (wake === 'interrupted') this.#lastYield = -Infinity;
+    }
+  }
+
+  close(): void {
+    this.#watch?.close();
+    this.#watch = undefined;
   }
 }
