@@ -91,7 +91,7 @@ async function runProducer({ options, verbose }: Run): Promise<void> {
 
 async function runConsumer({ options, verbose }: Run): Promise<void> {
   const { consume } = await import('../src/consumer.js');
-  const { growPipe, peerClosed } = await import('../src/sys/libc.js');
+  const { growPipe, peerClosed, setNonBlocking } = await import('../src/sys/libc.js');
   const { writeAll } = await import('../src/sys/output.js');
   const stop = new AbortController();
   let exitStatus = 0;
@@ -108,6 +108,7 @@ async function runConsumer({ options, verbose }: Run): Promise<void> {
   const stdoutStat = fs.fstatSync(1);
   if (stdoutStat.isFIFO() || stdoutStat.isSocket()) {
     setInterval(() => peerClosed(1) && stdoutGone(), 200).unref();
+    setNonBlocking(1);
   }
   // Room for a whole chunk in the pipe: one write, one wake-up of the reader.
   if (stdoutStat.isFIFO() && options.blockSize > 65536) growPipe(1, Math.min(options.blockSize, 1 << 20));

@@ -54,6 +54,19 @@ export function peerClosed(fd: number): boolean {
 
 const fcntlFn = libc.func('int fcntl(int fd, int cmd, ...)');
 const F_SETPIPE_SZ = 1031;
+const F_GETFL = 3;
+const F_SETFL = 4;
+const O_NONBLOCK = 0o4000;
+
+/**
+ * Puts `fd` in non-blocking mode, as Node's own stream for a pipe does: a
+ * write(2) to a full pipe then returns at once (EAGAIN or a short count)
+ * instead of blocking the thread where no signal handler can run.
+ */
+export function setNonBlocking(fd: number): boolean {
+  const flags = fcntlFn(fd, F_GETFL, 'int', 0);
+  return flags >= 0 && fcntlFn(fd, F_SETFL, 'int', flags | O_NONBLOCK) >= 0;
+}
 
 /**
  * Asks for a pipe buffer of at least `bytes` (Linux rounds up to a power of
