@@ -115,18 +115,22 @@ async function runConsumer({ options, verbose }: Run): Promise<void> {
   // Straight to fd 1 with write(2), not through process.stdout: no stream
   // machinery, callback or event-loop turn per chunk (process.stdout is
   // synchronous for files and pipes on Linux anyway).
-  const writeOut = async (chunk: Buffer): Promise<void> => {
+  const writeOut = (chunk: Buffer): Promise<void> | undefined => {
     try {
-      await writeAll(1, chunk, stop.signal);
+      const rest = writeAll(1, chunk, stop.signal);
+      return rest?.catch(writeFailed);
     } catch (error) {
-      // Only a reader that went away is the quiet SIGPIPE-like ending; a
-      // full disk or an I/O error under stdout is an error to report.
-      if (errnoCode(error) === 'EPIPE') {
-        stdoutGone();
-        throw error;
-      }
-      throw stop.signal.aborted ? error : busError('write', 'standard output', error);
+      return writeFailed(error);
     }
+  };
+  // Only a reader that went away is the quiet SIGPIPE-like ending; a full
+  // disk or an I/O error under stdout is an error to report.
+  const writeFailed = (error: unknown): never => {
+    if (errnoCode(error) === 'EPIPE') {
+      stdoutGone();
+      throw error;
+    }
+    throw stop.signal.aborted ? error : busError('write', 'standard output', error);
   };
   log(verbose, `consumer on ${options.filename} (${options.backPressure ? 'back-pressure' : 'multicast'})`);
   try {

@@ -7,7 +7,7 @@ import { Readable, addAbortSignal } from 'node:stream';
 import { type Deliver, consumeQueue } from './backpressure.js';
 import { type Bus, openBus } from './bus/open.js';
 import type { BusOptions } from './options.js';
-import { ScratchBuffer, currentIdentity, readChunk } from './bus/read.js';
+import { type Identity, ScratchBuffer, currentIdentity, readChunk, sameIdentity } from './bus/read.js';
 
 export type { Deliver } from './backpressure.js';
 
@@ -40,20 +40,43 @@ export async function consume(options: ConsumeOptions, deliver: Deliver): Promis
 }
 
 async function consumeMulticast(bus: Bus, deliver: Deliver, signal?: AbortSignal, scratch?: ScratchBuffer): Promise<never> {
-  const { file } = bus.options.paths;
-  let last: string | undefined;
-  const nextChunk = (): Buffer | undefined => {
-    const seen = currentIdentity(file);
-    if (seen === undefined || seen === last) return undefined;
+  const source = new LatestChunk(bus.options.paths.file, scratch);
+  const next = () => source.next();
+  for (;;) {
+    signal?.throwIfAborted();
+    // The hot path stays synchronous (wait, read, write) while it can; the
+    // event loop gets a turn when the watcher says so.
+    const chunk = bus.watcher.poll(next) ?? (await bus.watcher.until(next, signal));
+    const delivered = deliver(chunk);
+    if (delivered) await delivered;
+  }
+}
+
+/**
+ * Where a multicast consumer's chunks come from: on each wake-up, `next`
+ * says synchronously what to deliver, or undefined for nothing new.
+ */
+export class LatestChunk {
+  readonly #file: string;
+  readonly #scratch: ScratchBuffer | undefined;
+  #last: Identity | undefined;
+
+  constructor(file: string, scratch?: ScratchBuffer) {
+    this.#file = file;
+    this.#scratch = scratch;
+  }
+
+  next(): Buffer | undefined {
+    const seen = currentIdentity(this.#file);
+    if (seen === undefined || (this.#last !== undefined && sameIdentity(seen, this.#last))) return undefined;
     // No lock: the rename guarantees a whole chunk, and not locking means a
     // multicast consumer never slows producers down.
-    const chunk = readChunk(file, scratch);
-    if (chunk === undefined || chunk.identity === last) return undefined;
-    last = chunk.identity;
+    const chunk = readChunk(this.#file, this.#scratch);
+    if (chunk === undefined || (this.#last !== undefined && sameIdentity(chunk.identity, this.#last))) return undefined;
+    this.#last = chunk.identity;
     // An empty chunk is a back-pressure end marker seen by an eavesdropper: nothing to pass on.
     return chunk.data.length > 0 ? chunk.data : undefined;
-  };
-  for (;;) await deliver(await bus.watcher.until(nextChunk, signal));
+  }
 }
 
 /**

@@ -9,23 +9,26 @@ import { checkRegular } from './open.js';
 export interface Chunk {
   readonly data: Buffer;
   /** Identity of the file read (PROTOCOL.md, "Multicast mode"). */
-  readonly identity: string;
+  readonly identity: Identity;
 }
 
 /**
  * Device, inode, change time and size: inode numbers are reused quickly, so
- * the inode alone cannot tell two chunks apart.
+ * the inode alone cannot tell two chunks apart. Kept as the stat itself and
+ * compared field by field: no string to build on every look at the bus.
  */
-export function identityOf(st: fs.BigIntStats): string {
-  return `${st.dev}:${st.ino}:${st.ctimeNs}:${st.size}`;
+export type Identity = Pick<fs.BigIntStats, 'dev' | 'ino' | 'ctimeNs' | 'size'>;
+
+export function sameIdentity(a: Identity, b: Identity): boolean {
+  return a.ino === b.ino && a.ctimeNs === b.ctimeNs && a.size === b.size && a.dev === b.dev;
 }
 
 /** The identity of `F` now, or undefined when there is no chunk. */
-export function currentIdentity(file: string): string | undefined {
+export function currentIdentity(file: string): Identity | undefined {
   const st = fs.statSync(file, { bigint: true, throwIfNoEntry: false });
   if (st === undefined) return undefined;
   checkRegular(file, st);
-  return identityOf(st);
+  return st;
 }
 
 /**
@@ -57,7 +60,7 @@ export function readChunk(file: string, scratch?: ScratchBuffer): Chunk | undefi
     const st = fs.fstatSync(fd, { bigint: true });
     checkRegular(file, st);
     const size = Number(st.size);
-    return { data: readAll(fd, scratch ? scratch.get(size) : Buffer.allocUnsafe(size), file), identity: identityOf(st) };
+    return { data: readAll(fd, scratch ? scratch.get(size) : Buffer.allocUnsafe(size), file), identity: st };
   } finally {
     fs.closeSync(fd);
   }

@@ -24,7 +24,7 @@
  */
 import fs from 'node:fs';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { DirectoryWatch, sleepSync } from '../sys/inotify.js';
+import { DirectoryWatch, type Wake, sleepSync } from '../sys/inotify.js';
 
 /** Which change of `F` a role waits for; the others need not wake it. */
 export type WaitsFor = 'arrival' | 'removal' | 'change' | 'any' | 'nothing';
@@ -36,6 +36,13 @@ export interface Watcher {
    * abort reason once `signal` aborts.
    */
   until<T>(probe: () => T | undefined, signal?: AbortSignal): Promise<T>;
+  /**
+   * The synchronous part of `until`, for a hot loop: probes, and for a
+   * blocking watcher also waits and probes again, for as long as it may
+   * keep the event loop waiting; undefined when the caller should go on
+   * with `until`.
+   */
+  poll<T>(probe: () => T | undefined): T | undefined;
   /**
    * Waits until the next hint or `timeoutMs` (at most the poll interval),
    * or until `signal` aborts (then resolves: the caller's next check
@@ -90,6 +97,11 @@ export class EventLoopWatcher implements Watcher {
       if (found !== undefined) return found;
       await this.nextHint(signal);
     }
+  }
+
+  poll<T>(probe: () => T | undefined): T | undefined {
+    this.#hinted = false;
+    return probe();
   }
 
   nextHint(signal?: AbortSignal, timeoutMs = this.#intervalMs): Promise<void> {
@@ -169,9 +181,25 @@ export class BlockingWatcher implements Watcher {
   async until<T>(probe: () => T | undefined, signal?: AbortSignal): Promise<T> {
     for (;;) {
       signal?.throwIfAborted();
+      const found = this.poll(probe);
+      if (found !== undefined) return found;
+      await this.#turn();
+    }
+  }
+
+  poll<T>(probe: () => T | undefined): T | undefined {
+    const end = this.#lastYield + SLICE_MS;
+    for (;;) {
       const found = probe();
       if (found !== undefined) return found;
-      await this.nextHint(signal);
+      const slice = Math.min(end - performance.now(), this.#intervalMs);
+      if (slice <= 0) return undefined;
+      const wake = this.#wait(slice);
+      if (wake === 'interrupted') {
+        // A signal for us is waiting in the event loop's queue: let it run.
+        this.#lastYield = -Infinity;
+        return undefined;
+      }
     }
   }
 
@@ -180,18 +208,26 @@ export class BlockingWatcher implements Watcher {
     for (;;) {
       let now = performance.now();
       if (now - this.#lastYield >= SLICE_MS) {
-        await nextTurn();
-        now = this.#lastYield = performance.now();
+        await this.#turn();
+        now = performance.now();
       }
       if (signal?.aborted) return;
       const remaining = deadline - now;
       if (remaining <= 0) return;
-      const slice = Math.min(remaining, this.#lastYield + SLICE_MS - now);
-      const wake = this.#watch?.alive ? this.#watch.wait(slice) : sleepSync(slice);
+      const wake = this.#wait(Math.min(remaining, this.#lastYield + SLICE_MS - now));
       if (wake === 'event') return;
-      // A signal for us is waiting in the event loop's queue: let it run.
       if (wake === 'interrupted') this.#lastYield = -Infinity;
     }
+  }
+
+  #wait(ms: number): Wake {
+    return this.#watch?.alive ? this.#watch.wait(ms) : sleepSync(ms);
+  }
+
+  /** One turn of the event loop: signal handlers, timers and I/O callbacks run. */
+  async #turn(): Promise<void> {
+    await nextTurn();
+    this.#lastYield = performance.now();
   }
 
   close(): void {
