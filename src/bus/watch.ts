@@ -144,7 +144,7 @@ export class EventLoopWatcher implements Watcher {
  * is handled at once to the eye; long enough that an idle process wakes
  * only 50 times a second.
  */
-const SLICE_MS = 20;
+const SLICE_MS = 100;
 
 const masks: Record<WaitsFor, number> = {
   // A publish is a rename onto F (IN_MOVED_TO); the staging file's create
