@@ -19,9 +19,18 @@ export class BusLock {
   #dev = 0;
   #ino = 0;
   #held = false;
+  readonly #closeOnRelease: boolean;
 
-  constructor(lockPath: string) {
+  /**
+   * With `closeOnRelease`, each release also closes the descriptor (the
+   * next acquisition opens it again): the close raises IN_CLOSE_WRITE on
+   * `F.lock`, which is how processes that wait with inotify learn that the
+   * lock is free (flock itself raises no event). flock(1), the bash tools
+   * and Python's filelock close on release too.
+   */
+  constructor(lockPath: string, { closeOnRelease = false }: { closeOnRelease?: boolean } = {}) {
     this.path = lockPath;
+    this.#closeOnRelease = closeOnRelease;
   }
 
   /**
@@ -58,6 +67,7 @@ export class BusLock {
     if (!this.#held) return;
     this.#held = false;
     flock(this.#fd, LOCK_UN);
+    if (this.#closeOnRelease) this.#closeFd();
   }
 
   /** Releases the lock if held and closes the fd. */

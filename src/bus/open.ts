@@ -37,7 +37,10 @@ export function openBus(busOptions: BusOptions, role: BusRole): Bus {
     throw busError('create the directory', paths.dir, notDirectory(paths.dir, error));
   }
   checkRegular(paths.file);
-  const lock = new BusLock(paths.lock);
+  // In a work queue the lock changes hands at every chunk, and a waiter
+  // learns of each release from the holder's close of F.lock.
+  const lockReleases = options.blockingWait && options.backPressure && role.writes;
+  const lock = new BusLock(paths.lock, { closeOnRelease: lockReleases });
   if (role.writes) {
     try {
       fs.accessSync(paths.dir, fs.constants.W_OK);
@@ -47,7 +50,7 @@ export function openBus(busOptions: BusOptions, role: BusRole): Bus {
     lock.open();
   }
   const watcher = createWatcher(
-    { dir: paths.dir, base: paths.base, intervalMs: options.sleepMs, monitoring: options.fileMonitoring, waitsFor: role.waitsFor ?? 'any', log: options.log },
+    { dir: paths.dir, base: paths.base, lock: lockReleases ? paths.lock : undefined, intervalMs: options.sleepMs, monitoring: options.fileMonitoring, waitsFor: role.waitsFor ?? 'any', log: options.log },
     options.blockingWait,
   );
   return {

@@ -55,6 +55,11 @@ export interface Watcher {
 export interface WatchTarget {
   readonly dir: string;
   readonly base: string;
+  /**
+   * `F.lock`, for roles that take the lock: a blocking watcher then also
+   * wakes when a holder closes it (see BusLock's closeOnRelease).
+   */
+  readonly lock?: string | undefined;
   readonly intervalMs: number;
   /** False: poll only (--no-file-monitoring). */
   readonly monitoring: boolean;
@@ -167,11 +172,11 @@ export class BlockingWatcher implements Watcher {
   #watch: DirectoryWatch | undefined;
   #lastYield = performance.now();
 
-  constructor({ dir, base, intervalMs, monitoring, waitsFor, log }: WatchTarget) {
+  constructor({ dir, base, lock, intervalMs, monitoring, waitsFor, log }: WatchTarget) {
     this.#intervalMs = intervalMs;
-    if (monitoring && waitsFor !== 'nothing') {
+    if (monitoring && (waitsFor !== 'nothing' || lock !== undefined)) {
       try {
-        this.#watch = new DirectoryWatch(dir, base, masks[waitsFor]);
+        this.#watch = new DirectoryWatch(dir, base, masks[waitsFor], lock);
       } catch (error) {
         log(`no inotify watch on ${dir} (${(error as Error).message}); polling every ${intervalMs} ms`);
       }

@@ -21,6 +21,7 @@ export const IN_MOVED_TO = 0x80;
 export const IN_CREATE = 0x100;
 export const IN_DELETE = 0x200;
 export const IN_MOVED_FROM = 0x40;
+const IN_CLOSE_WRITE = 0x8;
 const IN_Q_OVERFLOW = 0x4000;
 const IN_IGNORED = 0x8000;
 const IN_ONLYDIR = 0x1000000;
@@ -58,20 +59,26 @@ export class DirectoryWatch {
   /** Enough for a burst of events; the kernel never splits one. */
   readonly #events = Buffer.alloc(16 * 1024);
   #alive = true;
+  /** Watch descriptor of `F.lock`, -1 when none. */
+  readonly #lockWatch: number;
 
   /**
    * Watches `dir` for `mask` (IN_* bits) on entries called `name`. Throws
    * with the errno when inotify is unavailable (ENOSPC: too many watches;
    * ENOSYS; EMFILE).
    */
-  constructor(dir: string, name: string, mask: number) {
+  constructor(dir: string, name: string, mask: number, lockFile?: string) {
     const fd = inotifyInit1(IN_NONBLOCK | IN_CLOEXEC);
     if (fd < 0) throw errnoError('inotify_init1', koffi.errno());
-    if (inotifyAddWatch(fd, dir, mask | IN_ONLYDIR) < 0) {
+    const dirWatch = mask === 0 ? -1 : inotifyAddWatch(fd, dir, mask | IN_ONLYDIR);
+    if (mask !== 0 && dirWatch < 0) {
       const errno = koffi.errno();
       fs.closeSync(fd);
       throw errnoError(`inotify_add_watch ${dir}`, errno);
     }
+    // The lock file is never replaced, so a watch on the file itself holds.
+    // Best effort: without it a waiter for the lock falls back to its back-off.
+    this.#lockWatch = lockFile === undefined ? -1 : inotifyAddWatch(fd, lockFile, IN_CLOSE_WRITE);
     this.#fd = fd;
     this.#name = Buffer.from(name);
     this.#pollfd.writeInt32LE(fd, 0);
@@ -121,9 +128,11 @@ export class DirectoryWatch {
       const length = Number(readFn(this.#fd, this.#events, this.#events.length));
       if (length <= 0) return hit;
       for (let offset = 0; offset + 16 <= length; ) {
+        const watch = this.#events.readInt32LE(offset);
         const mask = this.#events.readUInt32LE(offset + 4);
         const nameLength = this.#events.readUInt32LE(offset + 12);
         if (mask & IN_Q_OVERFLOW) hit = true;
+        else if (watch === this.#lockWatch) hit ||= (mask & IN_CLOSE_WRITE) !== 0;
         else if (mask & IN_IGNORED) this.#alive = false;
         else if (this.#named(offset + 16, nameLength)) hit = true;
         offset += 16 + nameLength;
