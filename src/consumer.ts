@@ -7,7 +7,9 @@ import { Readable, addAbortSignal } from 'node:stream';
 import { type Deliver, consumeQueue } from './backpressure.js';
 import { type Bus, openBus } from './bus/open.js';
 import type { BusOptions } from './options.js';
-import { type Identity, ScratchBuffer, currentIdentity, readChunk, sameIdentity } from './bus/read.js';
+import { ScratchBuffer, currentIdentity, readChunk } from './bus/read.js';
+import { busError } from './errors.js';
+import { ENOENT, RawStat, close, errno, errnoError, openForReading, readInto } from './sys/files.js';
 
 export type { Deliver } from './backpressure.js';
 
@@ -29,7 +31,7 @@ export interface ConsumeOptions extends BusOptions {
  * a slow reader costs missed chunks, never memory.
  */
 export async function consume(options: ConsumeOptions, deliver: Deliver): Promise<void> {
-  const bus = openBus(options, { writes: options.backPressure === true, waitsFor: options.backPressure ? 'change' : 'arrival' });
+  const bus = openBus(options, { writes: options.backPressure === true, waitsFor: 'arrival' });
   const scratch = options.reuseBuffers ? new ScratchBuffer() : undefined;
   try {
     if (bus.options.backPressure) await consumeQueue(bus, deliver, options.signal, scratch);
@@ -54,12 +56,17 @@ async function consumeMulticast(bus: Bus, deliver: Deliver, signal?: AbortSignal
 
 /**
  * Where a multicast consumer's chunks come from: on each wake-up, `next`
- * says synchronously what to deliver, or undefined for nothing new.
+ * says synchronously what to deliver, or undefined for nothing new. Its
+ * system calls go straight through koffi (src/sys/files.ts); whatever is
+ * not routine is handed to the node:fs code in read.ts, which reports it.
  */
 export class LatestChunk {
   readonly #file: string;
   readonly #scratch: ScratchBuffer | undefined;
-  #last: Identity | undefined;
+  /** `F` as last looked at, as opened, and as last delivered. */
+  readonly #seen = new RawStat();
+  readonly #opened = new RawStat();
+  readonly #last = new RawStat();
 
   constructor(file: string, scratch?: ScratchBuffer) {
     this.#file = file;
@@ -67,16 +74,51 @@ export class LatestChunk {
   }
 
   next(): Buffer | undefined {
-    const seen = currentIdentity(this.#file);
-    if (seen === undefined || (this.#last !== undefined && sameIdentity(seen, this.#last))) return undefined;
+    const file = this.#file;
+    if (!this.#seen.ofPath(file)) {
+      if (errno() === ENOENT) return undefined;
+      // Let node:fs find the same failure and word it.
+      return this.#slowly();
+    }
+    if (!this.#seen.regular) return this.#slowly();
+    if (this.#seen.sameFile(this.#last)) return undefined;
     // No lock: the rename guarantees a whole chunk, and not locking means a
     // multicast consumer never slows producers down.
-    const chunk = readChunk(this.#file, this.#scratch);
-    if (chunk === undefined || (this.#last !== undefined && sameIdentity(chunk.identity, this.#last))) return undefined;
-    this.#last = chunk.identity;
+    const fd = openForReading(file);
+    if (fd < 0) return errno() === ENOENT ? undefined : this.#slowly();
+    let data: Buffer;
+    try {
+      if (!this.#opened.ofFd(fd) || !this.#opened.regular) return this.#slowly();
+      if (this.#opened.sameFile(this.#last)) return undefined;
+      data = readAll(fd, this.#opened.size, file, this.#scratch);
+    } finally {
+      close(fd);
+    }
+    this.#last.copyFrom(this.#opened);
     // An empty chunk is a back-pressure end marker seen by an eavesdropper: nothing to pass on.
-    return chunk.data.length > 0 ? chunk.data : undefined;
+    return data.length > 0 ? data : undefined;
   }
+
+  /** The node:fs path, for what is not routine: it throws the error to report, or reads the chunk. */
+  #slowly(): Buffer | undefined {
+    currentIdentity(this.#file);
+    const chunk = readChunk(this.#file, this.#scratch);
+    this.#last.ofPath(this.#file);
+    return chunk && chunk.data.length > 0 ? chunk.data : undefined;
+  }
+}
+
+/** Published files are never written again: the size from fstat is the size to read. */
+function readAll(fd: number, size: number, file: string, scratch?: ScratchBuffer): Buffer {
+  const buffer = scratch ? scratch.get(size) : Buffer.allocUnsafe(size);
+  let length = 0;
+  while (length < size) {
+    const n = readInto(fd, buffer, length);
+    if (n < 0) throw busError('read', file, errnoError(errno()));
+    if (n === 0) break;
+    length += n;
+  }
+  return length === size ? buffer : buffer.subarray(0, length);
 }
 
 /**

@@ -27,7 +27,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { DirectoryWatch, type Wake, sleepSync } from '../sys/inotify.js';
 
 /** Which change of `F` a role waits for; the others need not wake it. */
-export type WaitsFor = 'arrival' | 'removal' | 'change' | 'any' | 'nothing';
+export type WaitsFor = 'arrival' | 'removal' | 'any' | 'nothing';
 
 export interface Watcher {
   /**
@@ -155,15 +155,15 @@ const SLICE_MS = 100;
 
 const masks: Record<WaitsFor, number> = {
   // A publish is a rename onto F (IN_MOVED_TO); the staging file's create
-  // and writes, and other names, need not wake anyone.
+  // and writes, and other names, need not wake anyone. A back-pressure
+  // consumer that finds the lock taken also wakes when the holder closes
+  // F.lock (a separate watch): then F is gone (another consumer took it)
+  // or free to take.
   arrival: 0x80,
   // A back-pressure consumer takes F with unlink (IN_DELETE); a rename
   // away (IN_MOVED_FROM) would also fire at each of our own publishes, so
   // that rare case is left to the poll.
   removal: 0x200,
-  // A back-pressure consumer that finds the lock taken waits for the chunk
-  // to go (another consumer took it) or a new one.
-  change: 0x80 | 0x200,
   // Both, and the renames: for callers that did not say.
   any: 0x80 | 0x200 | 0x40 | 0x100,
   nothing: 0,

@@ -5,9 +5,8 @@
  * a full pipe answers EAGAIN: then we wait in poll(2) for room, returning
  * to the event loop between short waits so that signals are still handled.
  */
-import fs from 'node:fs';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { errnoCode } from '../errors.js';
+import { EAGAIN, EINTR, errno, errnoError, writeFrom } from './files.js';
 import { waitWritable } from './inotify.js';
 
 /** Longest single wait for room in the pipe before a turn of the event loop. */
@@ -32,15 +31,21 @@ async function writeRest(fd: number, data: Uint8Array, written: number, signal?:
   }
 }
 
-/** Writes until done or the descriptor would block; returns the new offset. */
+/**
+ * Writes until done or the descriptor would block; returns the new offset.
+ * write(2) through koffi: a full pipe is a plain -1 and EAGAIN, not a
+ * thrown Error (see files.ts for what node:fs costs per call).
+ */
 function writeWhatFits(fd: number, data: Uint8Array, written: number): number {
   while (written < data.length) {
-    try {
-      written += fs.writeSync(fd, data, written, data.length - written);
-    } catch (error) {
-      if (errnoCode(error) === 'EAGAIN') return written;
-      throw error;
+    const n = writeFrom(fd, data, written);
+    if (n >= 0) {
+      written += n;
+      continue;
     }
+    const number = errno();
+    if (number === EAGAIN) return written;
+    if (number !== EINTR) throw errnoError(number);
   }
   return written;
 }
