@@ -4,12 +4,11 @@
  * or a consumer into stdout. The library modules are imported only once a
  * command runs, so `--help` and usage errors stay cheap.
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import { createRequire } from 'node:module';
+import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { type Invocation, parseCommandLine } from '../src/cli/args.js';
-import { UsageError, busError, errnoCode } from '../src/errors.js';
+import { BusError, UsageError, busError, errnoCode } from '../src/errors.js';
 
 type Run = Extract<Invocation, { kind: 'run' }>;
 
@@ -20,29 +19,31 @@ main().catch(fail);
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const invocation = parseCommandLine(args, process.env);
-  if (invocation.kind === 'help') process.stdout.write(invocation.text);
-  else if (invocation.kind === 'version') process.stdout.write(`filebus ${packageVersion()}\n`);
-  else if (invocation.kind === 'bash') runBash(args);
+  if (invocation.kind === 'print') process.stdout.write(invocation.text);
+  else if (invocation.kind === 'bash') await runBash(args);
+  else if (invocation.kind === 'status') await runStatus(invocation);
   else if (invocation.command === 'producer') await runProducer(invocation);
   else await runConsumer(invocation);
 }
 
-function packageVersion(): string {
-  const require = createRequire(import.meta.url);
-  return (require('../../package.json') as { version: string }).version;
+/**
+ * The bash implementation takes the same command line, handed over
+ * untouched, and takes this process's place: its PID is ours, so every
+ * signal (SIGKILL included) reaches the implementation itself.
+ */
+async function runBash(args: string[]): Promise<void> {
+  const script = fileURLToPath(new URL('../../compat/bash/filebus.bash', import.meta.url));
+  const { execInPlace } = await import('../src/sys/libc.js');
+  const errno = execInPlace('bash', ['bash', script, ...args]);
+  const code = Object.entries(os.constants.errno).find(([, number]) => number === errno)?.[0];
+  throw busError('run bash for', script, Object.assign(new Error(`errno ${errno}`), { code }));
 }
 
-/** The bash implementation takes the same command line, handed over untouched. */
-function runBash(args: string[]): void {
-  const script = fileURLToPath(new URL('../../compat/bash/filebus.bash', import.meta.url));
-  const child = spawn('bash', [script, ...args], { stdio: 'inherit' });
-  // The child shares our process group, so a Ctrl-C reaches it directly;
-  // signals sent to us alone (kill PID) are passed on.
-  for (const signal of Object.keys(signalNumbers) as NodeJS.Signals[]) {
-    process.on(signal, () => child.kill(signal));
-  }
-  child.on('error', (error) => fail(new Error(`cannot run ${script}: ${error.message}`)));
-  child.on('exit', (code, signal) => process.exit(code ?? 128 + (signal ? (signalNumbers[signal] ?? 1) : 1)));
+async function runStatus({ filename, json }: Extract<Invocation, { kind: 'status' }>): Promise<void> {
+  const { status, formatStatus } = await import('../src/status.js');
+  const found = status(filename);
+  if (!found.exists) throw new BusError(`no bus at ${found.path}: neither it nor ${found.path}.lock exists`, found.path);
+  process.stdout.write(json ? `${JSON.stringify(found)}\n` : formatStatus(found));
 }
 
 /**
@@ -67,6 +68,10 @@ async function runProducer({ options, verbose }: Run): Promise<void> {
     producer.on('finish', resolve);
     producer.on('error', reject);
   });
+  // A publish error rejects this before anyone awaits it (the write that
+  // failed is still unwinding): mark it handled, so that it is reported
+  // once, as one line, where it is awaited, and not as a crash.
+  finished.catch(() => {});
   const stopped = new AbortController();
   onSignals((status) => {
     stopped.abort();
@@ -93,6 +98,8 @@ async function runConsumer({ options, verbose }: Run): Promise<void> {
   const { consume } = await import('../src/consumer.js');
   const { growPipe, peerClosed, setNonBlocking } = await import('../src/sys/libc.js');
   const { writeAll } = await import('../src/sys/output.js');
+  const { MissedReporter } = await import('../src/cli/missed.js');
+  const missed = new MissedReporter((line) => process.stderr.write(line));
   const stop = new AbortController();
   let exitStatus = 0;
   onSignals((status) => {
@@ -134,9 +141,11 @@ async function runConsumer({ options, verbose }: Run): Promise<void> {
   };
   log(verbose, `consumer on ${options.filename} (${options.backPressure ? 'back-pressure' : 'multicast'})`);
   try {
-    await consume({ ...options, signal: stop.signal, reuseBuffers: true, blockingWait: true, log: logger(verbose) }, writeOut);
+    await consume({ ...options, signal: stop.signal, reuseBuffers: true, blockingWait: true, log: logger(verbose), onMissed: (gap) => missed.add(gap) }, writeOut);
   } catch (error) {
     if (!stop.signal.aborted) throw error;
+  } finally {
+    missed.flush();
   }
   process.exit(exitStatus);
 }

@@ -68,7 +68,7 @@ function tryTake(bus: Bus, scratch?: ScratchBuffer): Buffer | typeof BUSY | unde
   if (!bus.lock.tryAcquire()) return BUSY;
   let chunk;
   try {
-    chunk = readChunk(file, scratch);
+    chunk = readChunk(file, scratch, bus.fileSystem.shared);
   } catch (error) {
     bus.lock.release();
     throw error;

@@ -6,12 +6,12 @@
 import { Readable, addAbortSignal } from 'node:stream';
 import { type Deliver, consumeQueue } from './backpressure.js';
 import { type Bus, openBus } from './bus/open.js';
+import { HistoryCursor, type MissedChunks } from './history.js';
 import type { BusOptions } from './options.js';
-import { ScratchBuffer, currentIdentity, readChunk } from './bus/read.js';
-import { busError } from './errors.js';
-import { ENOENT, RawStat, close, errno, errnoError, openForReading, readInto } from './sys/files.js';
+import { ScratchBuffer } from './bus/read.js';
 
 export type { Deliver } from './backpressure.js';
+export type { MissedChunks } from './history.js';
 
 export interface ConsumeOptions extends BusOptions {
   /**
@@ -21,6 +21,11 @@ export interface ConsumeOptions extends BusOptions {
    * chunk out and let go of it.
    */
   reuseBuffers?: boolean;
+  /**
+   * Multicast on a bus with history: told of chunks that left the window
+   * before this consumer read them, before the chunk that follows them.
+   */
+  onMissed?: (missed: MissedChunks) => void;
 }
 
 /**
@@ -35,96 +40,44 @@ export async function consume(options: ConsumeOptions, deliver: Deliver): Promis
   const scratch = options.reuseBuffers ? new ScratchBuffer() : undefined;
   try {
     if (bus.options.backPressure) await consumeQueue(bus, deliver, options.signal, scratch);
-    else await consumeMulticast(bus, deliver, options.signal, scratch);
+    else await consumeMulticast(bus, deliver, options, scratch);
   } finally {
     bus.close();
   }
 }
 
-async function consumeMulticast(bus: Bus, deliver: Deliver, signal?: AbortSignal, scratch?: ScratchBuffer): Promise<never> {
-  const source = new LatestChunk(bus.options.paths.file, scratch);
-  const next = () => source.next();
-  for (;;) {
-    signal?.throwIfAborted();
+/**
+ * No lock: the rename guarantees a whole chunk, and not locking means a
+ * multicast consumer never slows producers down. The cursor reads the
+ * bus's history when it has one, and `F` by its identity otherwise
+ * (src/history.ts); empty chunks (back-pressure end markers seen by an
+ * eavesdropper) are not passed on.
+ */
+async function consumeMulticast(bus: Bus, deliver: Deliver, options: ConsumeOptions, scratch?: ScratchBuffer): Promise<never> {
+  const cursor = new HistoryCursor(bus.options.paths, {
+    replay: bus.options.replay,
+    scratch,
+    sizeMayBeStale: bus.fileSystem.shared,
+    onMissed: options.onMissed,
+    log: bus.options.log,
+  });
+  const next = () => cursor.next();
+  for (let waitFirst = false; ; waitFirst = true) {
+    options.signal?.throwIfAborted();
     // The hot path stays synchronous (wait, read, write) while it can; the
     // event loop gets a turn when the watcher says so.
-    const chunk = bus.watcher.poll(next) ?? (await bus.watcher.until(next, signal));
+    const chunk = bus.watcher.poll(next, { waitFirst }) ?? (await bus.watcher.until(next, options.signal));
     const delivered = deliver(chunk);
     if (delivered) await delivered;
   }
 }
 
 /**
- * Where a multicast consumer's chunks come from: on each wake-up, `next`
- * says synchronously what to deliver, or undefined for nothing new. Its
- * system calls go straight through koffi (src/sys/files.ts); whatever is
- * not routine is handed to the node:fs code in read.ts, which reports it.
- */
-export class LatestChunk {
-  readonly #file: string;
-  readonly #scratch: ScratchBuffer | undefined;
-  /** `F` as last looked at, as opened, and as last delivered. */
-  readonly #seen = new RawStat();
-  readonly #opened = new RawStat();
-  readonly #last = new RawStat();
-
-  constructor(file: string, scratch?: ScratchBuffer) {
-    this.#file = file;
-    this.#scratch = scratch;
-  }
-
-  next(): Buffer | undefined {
-    const file = this.#file;
-    if (!this.#seen.ofPath(file)) {
-      if (errno() === ENOENT) return undefined;
-      // Let node:fs find the same failure and word it.
-      return this.#slowly();
-    }
-    if (!this.#seen.regular) return this.#slowly();
-    if (this.#seen.sameFile(this.#last)) return undefined;
-    // No lock: the rename guarantees a whole chunk, and not locking means a
-    // multicast consumer never slows producers down.
-    const fd = openForReading(file);
-    if (fd < 0) return errno() === ENOENT ? undefined : this.#slowly();
-    let data: Buffer;
-    try {
-      if (!this.#opened.ofFd(fd) || !this.#opened.regular) return this.#slowly();
-      if (this.#opened.sameFile(this.#last)) return undefined;
-      data = readAll(fd, this.#opened.size, file, this.#scratch);
-    } finally {
-      close(fd);
-    }
-    this.#last.copyFrom(this.#opened);
-    // An empty chunk is a back-pressure end marker seen by an eavesdropper: nothing to pass on.
-    return data.length > 0 ? data : undefined;
-  }
-
-  /** The node:fs path, for what is not routine: it throws the error to report, or reads the chunk. */
-  #slowly(): Buffer | undefined {
-    currentIdentity(this.#file);
-    const chunk = readChunk(this.#file, this.#scratch);
-    this.#last.ofPath(this.#file);
-    return chunk && chunk.data.length > 0 ? chunk.data : undefined;
-  }
-}
-
-/** Published files are never written again: the size from fstat is the size to read. */
-function readAll(fd: number, size: number, file: string, scratch?: ScratchBuffer): Buffer {
-  const buffer = scratch ? scratch.get(size) : Buffer.allocUnsafe(size);
-  let length = 0;
-  while (length < size) {
-    const n = readInto(fd, buffer, length);
-    if (n < 0) throw busError('read', file, errnoError(errno()));
-    if (n === 0) break;
-    length += n;
-  }
-  return length === size ? buffer : buffer.subarray(0, length);
-}
-
-/**
  * The bus as a Readable of Buffers, one per chunk (`for await` works). In
  * back-pressure mode a chunk is removed from the bus when the reader takes
- * it from the stream; the stream ends after the end-of-stream chunk.
+ * it from the stream; the stream ends after the end-of-stream chunk. On a
+ * multicast bus with history, the stream emits `'missed'` with a
+ * `MissedChunks` for chunks that left the window before it read them.
  */
 export function createConsumer(options: BusOptions): Readable {
   const stop = new AbortController();
@@ -146,7 +99,7 @@ export function createConsumer(options: BusOptions): Readable {
     read() {
       if (!running) {
         running = true;
-        consume({ ...options, signal: stop.signal }, deliver).then(
+        consume({ ...options, signal: stop.signal, onMissed: (missed) => stream.emit('missed', missed) }, deliver).then(
           () => stream.push(null),
           (error: unknown) => {
             if (!stop.signal.aborted) stream.destroy(error as Error);

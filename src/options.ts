@@ -1,6 +1,9 @@
 import path from 'node:path';
 import { UsageError } from './errors.js';
 
+/** How a producer cuts its input into chunks (BusOptions.records). */
+export type RecordMode = 'bytes' | 'lines' | 'null';
+
 /** Options shared by producers and consumers; they mirror the CLI flags. */
 export interface BusOptions {
   /** The bus path `F`; `F.lock` and `F.__new__` sit beside it. */
@@ -23,6 +26,31 @@ export interface BusOptions {
    * of the CPU and latency of waiting in the event loop. Default false.
    */
   blockingWait?: boolean;
+  /**
+   * Producer: what a chunk holds. `'bytes'` (default): up to `blockSize`
+   * bytes as they arrive, a boundary may fall inside a line. `'lines'`:
+   * chunks end at a newline and hold whole lines; `'null'`: the same with
+   * NUL-terminated records. A record longer than `blockSize` is split at
+   * `blockSize` (reported once through `log`); a last record without its
+   * terminator is published at end of input.
+   */
+  records?: RecordMode;
+  /**
+   * Producer, multicast only: keep the last `history` chunks, numbered, in
+   * `F.history/` (docs/protocol.md, "Extension: history"), so that
+   * consumers within that many chunks get every one. Default 0: off.
+   */
+  history?: number;
+  /**
+   * Consumer: start from the oldest chunk the history keeps instead of the
+   * newest (like `tail -n +1 -f`). Default false.
+   */
+  replay?: boolean;
+  /**
+   * Back-pressure consumer: the stream ends after this many end-of-stream
+   * chunks, one per producer, instead of the first. Default 1.
+   */
+  producers?: number;
   /** Stops the producer or consumer. */
   signal?: AbortSignal;
   /**
@@ -40,6 +68,8 @@ export interface BusPaths {
   readonly lock: string;
   /** `F.__new__`, the staging file, written only under the lock. */
   readonly staging: string;
+  /** `F.history`, the directory of numbered chunks of the history extension. */
+  readonly history: string;
   /** The directory that holds them, watched for notifications. */
   readonly dir: string;
   /** The base name of `F`, to pick its events out of the directory's. */
@@ -55,6 +85,10 @@ export interface ResolvedOptions {
   readonly fileMonitoring: boolean;
   readonly blockingRead: boolean;
   readonly blockingWait: boolean;
+  readonly records: RecordMode;
+  /** Chunks a producer keeps in `F.history/`; 0 when it keeps none. */
+  readonly history: number;
+  readonly replay: boolean;
   readonly signal: AbortSignal | undefined;
   readonly log: (message: string) => void;
 }
@@ -82,12 +116,40 @@ export function parseSleepInterval(value: unknown): number {
   return n;
 }
 
+/** Checks a history window (a count of chunks; 0 turns the history off). */
+export function parseHistory(value: unknown): number {
+  const n = typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) {
+    throw new UsageError(`--history must be a whole number of chunks >= 0, got '${String(value)}'`);
+  }
+  return n;
+}
+
+/** Checks a whole number option (`--producers`) against its least value. */
+export function parseWholeNumber(option: string, value: unknown, least: number): number {
+  const n = typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < least) {
+    throw new UsageError(`${option} must be a whole number >= ${least}, got '${String(value)}'`);
+  }
+  return n;
+}
+
+const recordModes: readonly RecordMode[] = ['bytes', 'lines', 'null'];
+
+export function parseRecordMode(value: unknown): RecordMode {
+  if (!recordModes.includes(value as RecordMode)) {
+    throw new UsageError(`records must be one of ${recordModes.join(', ')}, got '${String(value)}'`);
+  }
+  return value as RecordMode;
+}
+
 export function busPaths(filename: string): BusPaths {
   const file = path.resolve(filename);
   return {
     file,
     lock: `${file}.lock`,
     staging: `${file}.__new__`,
+    history: `${file}.history`,
     dir: path.dirname(file),
     base: path.basename(file),
   };
@@ -98,9 +160,16 @@ export function resolveOptions(options: BusOptions): ResolvedOptions {
     throw new UsageError('a bus file is required: pass --filename FILE or set FILEBUS_FILENAME');
   }
   const sleepInterval = parseSleepInterval(options.sleepInterval ?? defaults.sleepInterval);
+  const backPressure = options.backPressure ?? false;
+  const history = parseHistory(options.history ?? 0);
+  const replay = options.replay ?? false;
+  // A work queue already hands every chunk to one consumer and removes it;
+  // a window of old chunks beside it would only be read by nobody.
+  if (backPressure && history > 0) throw new UsageError('--history is for multicast buses; a back-pressure bus already delivers every chunk');
+  if (backPressure && replay) throw new UsageError('--replay is for multicast consumers; a back-pressure bus keeps no history');
   return {
     paths: busPaths(options.filename),
-    backPressure: options.backPressure ?? false,
+    backPressure,
     blockSize: parseBlockSize(options.blockSize ?? defaults.blockSize),
     // A zero interval would make the safety-net poll a busy loop; 1 ms is
     // the finest a timer gives anyway.
@@ -108,6 +177,9 @@ export function resolveOptions(options: BusOptions): ResolvedOptions {
     fileMonitoring: options.fileMonitoring ?? true,
     blockingRead: options.blockingRead ?? false,
     blockingWait: options.blockingWait ?? false,
+    records: parseRecordMode(options.records ?? 'bytes'),
+    history,
+    replay,
     signal: options.signal,
     log: options.log ?? (() => {}),
   };

@@ -16,6 +16,7 @@ import { busError, errnoCode } from './errors.js';
 import { type BusOptions, defaults, parseBlockSize } from './options.js';
 import { waitReadable } from './sys/libc.js';
 import { publish } from './bus/publish.js';
+import { fullChunk, recordTerminator, wholeRecords } from './records.js';
 
 const END_OF_STREAM = Buffer.alloc(0);
 /** Shortest spacing between multicast chunks that a partial block waits for (capped by --sleep-interval). */
@@ -28,8 +29,16 @@ export class Producer extends Writable {
   readonly #stop = new AbortController();
   readonly #endMarker = new AbortController();
   readonly #holdMs: number;
+  /** The byte that ends a record (`--lines`, `--null`); undefined for plain bytes. */
+  readonly #terminator: number | undefined;
+  /** The hold for whole records followed by part of the next: more input is on its way, in either mode. */
+  readonly #recordHoldMs: number;
+  #splitNoticed = false;
   #endOfStream = true;
-  /** A partial block waiting for `#holdTimer`; always shorter than a block. */
+  /**
+   * A partial block waiting for `#holdTimer`, or for the rest of its last
+   * record (then with no timer); always shorter than a block.
+   */
   #held: Buffer | undefined;
   #holdTimer: NodeJS.Timeout | undefined;
   #lastPublish = -Infinity;
@@ -41,6 +50,8 @@ export class Producer extends Writable {
     super({ highWaterMark: parseBlockSize(options.blockSize ?? defaults.blockSize) });
     this.#bus = openBus(options, { writes: true, waitsFor: options.backPressure ? 'removal' : 'nothing' });
     this.#holdMs = this.#bus.options.backPressure ? 0 : Math.min(HOLD_MS, this.#bus.options.sleepMs);
+    this.#recordHoldMs = Math.min(HOLD_MS, this.#bus.options.sleepMs);
+    this.#terminator = recordTerminator(this.#bus.options.records);
     if (options.signal) addAbortSignal(options.signal, this);
   }
 
@@ -104,23 +115,48 @@ export class Producer extends Writable {
     this.#clearHeld();
     const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
     let offset = 0;
-    for (; data.length - offset >= blockSize; offset += blockSize) await this.#publish(data.subarray(offset, offset + blockSize));
+    while (data.length - offset >= blockSize) {
+      const cut = fullChunk(data.subarray(offset), blockSize, this.#terminator);
+      if (cut.split) this.#noticeSplit();
+      await this.#publish(data.subarray(offset, offset + cut.length));
+      offset += cut.length;
+    }
     // An empty rest must not publish: in back-pressure mode that would end the stream.
     if (offset === data.length) return;
     const rest = data.subarray(offset);
-    const wait = this.#lastPublish + this.#holdMs - performance.now();
-    if (wait <= 0) return this.#publish(rest);
+    // With whole records, the last one may still lack its terminator: it
+    // waits for the rest of it (or the end of input), never on its own timer.
+    const whole = wholeRecords(rest, this.#terminator);
+    const wait = this.#lastPublish + (whole < rest.length ? this.#recordHoldMs : this.#holdMs) - performance.now();
+    let kept = rest;
+    if (whole > 0 && wait <= 0) {
+      await this.#publish(rest.subarray(0, whole));
+      kept = rest.subarray(whole);
+      if (kept.length === 0) return;
+    }
     // A copy: the writer may reuse its buffer once this write is done.
-    this.#held = Buffer.from(rest);
+    this.#held = Buffer.from(kept);
+    if (whole === 0 || wait <= 0) return;
     this.#holdTimer = setTimeout(() => {
-      this.#serially(() => this.#publishHeld()).catch((error: unknown) => this.destroy(error as Error));
+      this.#serially(() => this.#publishHeld(false)).catch((error: unknown) => this.destroy(error as Error));
     }, wait);
   }
 
-  async #publishHeld(): Promise<void> {
+  /** Publishes what is held: all of it, or only its whole records (the rest stays held). */
+  async #publishHeld(partialRecordToo = true): Promise<void> {
     const held = this.#held;
     this.#clearHeld();
-    if (held) await this.#publish(held);
+    if (!held) return;
+    const length = partialRecordToo ? held.length : wholeRecords(held, this.#terminator);
+    if (length > 0) await this.#publish(held.subarray(0, length));
+    if (length < held.length) this.#held = held.subarray(length);
+  }
+
+  #noticeSplit(): void {
+    if (this.#splitNoticed) return;
+    this.#splitNoticed = true;
+    const what = this.#terminator === 0 ? 'a NUL-terminated record' : 'a line';
+    this.#bus.options.log(`${what} longer than --block-size (${this.#bus.options.blockSize} bytes) was split across chunks; later ones are split without notice`);
   }
 
   #clearHeld(): void {
@@ -170,7 +206,13 @@ export async function produceFrom(fd: number, producer: Producer, signal?: Abort
     // The other buffer is free again once its block is published.
     await published;
     signal?.throwIfAborted();
-    if (length > 0) published = written(producer, block.subarray(0, length));
+    if (length > 0) {
+      published = written(producer, block.subarray(0, length));
+      // Awaited only after the next read, which may take a while: marked
+      // handled now, so that a publish error is reported once (where it is
+      // awaited, as one line) and not as an unhandled rejection meanwhile.
+      published.catch(() => {});
+    }
   }
   await published;
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # filebus, bash implementation: turn an ordinary file into a multicast named
 # pipe or, with --back-pressure, a lossless work queue.  The on-disk contract
-# (lock, staging file, chunk identity, end-of-stream) is PROTOCOL.md; this
+# (lock, staging file, chunk identity, end-of-stream) is docs/protocol.md; this
 # file must stay interoperable with the TypeScript and the original tools.
 #
 # Needs bash >= 5, coreutils and util-linux (flock); inotifywait is optional.
@@ -45,15 +45,32 @@ global options (environment variable in brackets):
                           fractional, default 0.1 [FILEBUS_SLEEP_INTERVAL]
   --no-file-monitoring    poll only, do not use inotifywait
                           [FILEBUS_NO_FILE_MONITORING]
+  --lines                 chunks hold whole lines; always so here [FILEBUS_LINES]
+  --null, -0              NUL-terminated records: not in this implementation,
+                          use the TypeScript one [FILEBUS_NULL]
+  --history N             multicast: a producer also keeps the last N chunks in
+                          F.history/, numbered (docs/protocol.md); a consumer
+                          here reads F alone, which works on any bus
+                          [FILEBUS_HISTORY]
   --impl NAME, --implementation NAME
                           implementation to run; only 'bash' here
   -v, --verbose           log to standard error; repeat for more [FILEBUS_VERBOSE]
   -h, --help              show this help and exit
-  --version               show the version and exit
+  -V, --version           show the version and exit
+
+Ranges: --block-size 1 to 1073741824 (1 GiB), --sleep-interval 0 to 3600,
+--history 0 to 1000000.
 
 commands:
-  producer [--blocking-read]  publish standard input on the bus
-  consumer                    write chunks from the bus to standard output
+  producer [--blocking-read] [--lines]
+                          publish standard input on the bus
+  consumer                write chunks from the bus to standard output
+
+Exit status: 0 at end of input (producer) or on the end-of-stream chunk
+(back-pressure consumer); 1 for a run-time error; 2 for a usage error;
+129/130/143 after SIGHUP/SIGINT/SIGTERM; 141 when a consumer's output closes.
+Anything but a regular file at F (a directory, a FIFO, a symlink) and a
+symlink at F.lock are refused with status 1; F.__new__ is made afresh.
 
 Run '$prog producer --help' or '$prog consumer --help' for details.
 EOF
@@ -63,7 +80,7 @@ print_command_help() {
 	case $1 in
 	producer)
 		cat <<EOF
-usage: $prog [global options] producer [--blocking-read]
+usage: $prog [global options] producer [--blocking-read] [--lines]
 
 Read standard input and publish it on the bus in chunks of whole lines of at
 most --block-size bytes; no line waits longer than --sleep-interval before it
@@ -71,8 +88,14 @@ is published.  At end of input publish what is left and exit; with
 --back-pressure first wait for the consumers to take every chunk and then
 publish the empty end-of-stream chunk.
 
+On SIGHUP, SIGINT or SIGTERM, stop reading, publish everything already read
+(with --back-pressure, as the consumers take it), and exit 129/130/143
+without an end-of-stream chunk; input not read stays in the pipe.  A second
+signal exits at once and says how many bytes read were not published.
+
 options:
   --blocking-read  read input with blocking reads (bash always does)
+  --lines          chunks end at line ends (bash always does)
   -h, --help       show this help and exit
 EOF
 		;;
@@ -104,9 +127,12 @@ parse_bool() { # name value -> REPLY=0/1
 
 # Left unset until the command line sets them; the environment fills in
 # the rest afterwards, so a bad variable cannot break an explicit option.
-unset filename back_pressure block_size_arg sleep_interval monitoring
+unset filename back_pressure block_size_arg sleep_interval monitoring history_arg
 verbose=0
 command=
+refuse_null() { # how it was asked for
+	usage_error "$1: NUL-terminated records need the TypeScript implementation (filebus without --impl bash); this bash one carries text lines only"
+}
 while (($#)); do
 	arg=$1
 	shift
@@ -115,7 +141,7 @@ while (($#)); do
 		opt=${arg%%=*} value=${arg#*=} has_value=1
 	fi
 	case $opt in
-	--filename | --block-size | --sleep-interval | --impl | --implementation)
+	--filename | --block-size | --sleep-interval | --history | --impl | --implementation)
 		if ((!has_value)); then
 			(($#)) || usage_error "$opt needs a value"
 			value=$1
@@ -125,13 +151,16 @@ while (($#)); do
 		--filename) filename=$value ;;
 		--block-size) block_size_arg=$value block_size_src=--block-size ;;
 		--sleep-interval) sleep_interval=$value sleep_interval_src=--sleep-interval ;;
+		--history) history_arg=$value history_src=--history ;;
 		*) [[ $value == bash ]] || usage_error "$opt: this is the bash implementation, got '$value'" ;;
 		esac
 		;;
-	--back-pressure | --lossless | --no-file-monitoring | --verbose | --help | --version)
+	--back-pressure | --lossless | --lines | --null | --no-file-monitoring | --verbose | --help | --version)
 		((!has_value)) || usage_error "$opt takes no value"
 		case $opt in
 		--back-pressure | --lossless) back_pressure=1 ;;
+		--lines) ;; # chunks always hold whole lines here
+		--null) refuse_null "$opt" ;;
 		--no-file-monitoring) monitoring=0 ;;
 		--verbose) ((verbose += 1)) ;;
 		--help) print_help && exit 0 ;;
@@ -139,6 +168,8 @@ while (($#)); do
 		esac
 		;;
 	-h) print_help && exit 0 ;;
+	-V) printf '%s %s (bash)\n' "$prog" "$FILEBUS_VERSION" && exit 0 ;;
+	-0) refuse_null "$opt" ;;
 	-*)
 		[[ $opt =~ ^-v+$ ]] || usage_error "unknown option '$arg'"
 		((verbose += ${#opt} - 1))
@@ -154,7 +185,11 @@ done
 for arg in "$@"; do
 	case $arg in
 	-h | --help) print_command_help "$command" && exit 0 ;;
-	--blocking-read) [[ $command == producer ]] || usage_error "unknown option '$arg' for consumer" ;;
+	--blocking-read | --lines) [[ $command == producer ]] || usage_error "unknown option '$arg' for consumer" ;;
+	--null | -0) [[ $command == producer ]] && refuse_null "$arg"
+		usage_error "unknown option '$arg' for consumer" ;;
+	--replay | --producers | --producers=*)
+		usage_error "${arg%%=*}: not in the bash implementation; use the TypeScript one (filebus without --impl bash)" ;;
 	*) usage_error "unknown option '$arg' for $command" ;;
 	esac
 done
@@ -178,6 +213,15 @@ if [[ ! -v monitoring ]]; then
 		monitoring=$REPLY
 	fi
 fi
+if [[ -n ${FILEBUS_NULL-} ]]; then
+	parse_bool FILEBUS_NULL "$FILEBUS_NULL"
+	((REPLY == 0)) || refuse_null "FILEBUS_NULL=$FILEBUS_NULL"
+fi
+# Chunks always hold whole lines here; the variable is only checked.
+parse_bool FILEBUS_LINES "${FILEBUS_LINES-}"
+if [[ ! -v history_arg ]]; then
+	history_arg=${FILEBUS_HISTORY:-0} history_src=FILEBUS_HISTORY
+fi
 if ((verbose == 0)); then
 	case ${FILEBUS_VERBOSE-} in
 	'' | *[!0-9]*) parse_bool FILEBUS_VERBOSE "${FILEBUS_VERBOSE-}" && verbose=$REPLY ;;
@@ -186,18 +230,46 @@ if ((verbose == 0)); then
 fi
 
 [[ -n $filename ]] || usage_error "--filename is required"
-# At most 15 digits keeps the arithmetic below far from 64-bit overflow.
-if ! [[ $block_size_arg =~ ^[0-9]{1,15}$ ]] || ((10#$block_size_arg == 0)); then
-	usage_error "$block_size_src must be a positive integer, got '$block_size_arg'"
+
+# The same ranges as the TypeScript implementation (src/options.ts).
+BLOCK_SIZE_MAX=1073741824 # 1 GiB: a chunk is held whole in memory
+SLEEP_INTERVAL_MAX=3600   # seconds: the poll is only a safety net
+HISTORY_MAX=1000000       # chunks, one file each
+
+# A whole number from min to max into REPLY, or a usage error.  Leading zeros
+# are dropped and the length is checked before any arithmetic, so no value
+# can overflow.
+parse_count() { # source value min max what
+	local digits
+	[[ $2 =~ ^[0-9]+$ ]] || usage_error "$1 must be a whole number of $5 from $3 to $4, got '$2'"
+	digits=${2#"${2%%[!0]*}"}
+	if ((${#digits} > ${#4})) || ((10#${digits:-0} < $3 || 10#${digits:-0} > $4)); then
+		usage_error "$1 must be a whole number of $5 from $3 to $4, got '$2'"
+	fi
+	REPLY=$((10#${digits:-0}))
+}
+parse_count "$block_size_src" "$block_size_arg" 1 "$BLOCK_SIZE_MAX" bytes
+block_size=$REPLY
+parse_count "$history_src" "$history_arg" 0 "$HISTORY_MAX" chunks
+history=$REPLY
+if ((history > 0 && back_pressure)); then
+	usage_error "$history_src is for multicast buses; a back-pressure bus already delivers every chunk"
 fi
-block_size=$((10#$block_size_arg))
-[[ $sleep_interval =~ ^([0-9]{1,9})?(\.[0-9]*)?$ && $sleep_interval =~ [0-9] ]] ||
-	usage_error "$sleep_interval_src must be a non-negative number of seconds, got '$sleep_interval'"
+
 # Microseconds, so that deadlines are integer arithmetic on $EPOCHREALTIME.
-sleep_frac=${sleep_interval#"${sleep_interval%%.*}"}
-sleep_frac=${sleep_frac#.}000000
+# At most 4 digits before the point keep it far from overflow.
 sleep_int=${sleep_interval%%.*}
-sleep_us=$((10#${sleep_int:-0} * 1000000 + 10#${sleep_frac:0:6}))
+sleep_frac=${sleep_interval#"$sleep_int"}
+sleep_int=${sleep_int#"${sleep_int%%[!0]*}"}
+sleep_frac=${sleep_frac#.}000000
+sleep_us=-1
+if [[ $sleep_int =~ ^[0-9]{0,4}$ && $sleep_interval =~ ^[0-9]*(\.[0-9]*)?$ && $sleep_interval =~ [0-9] ]]; then
+	sleep_us=$((10#${sleep_int:-0} * 1000000 + 10#${sleep_frac:0:6}))
+fi
+((sleep_us >= 0 && sleep_us <= SLEEP_INTERVAL_MAX * 1000000)) ||
+	usage_error "$sleep_interval_src must be a number of seconds from 0 to $SLEEP_INTERVAL_MAX, got '$sleep_interval'"
+# Zero would make every wait a busy loop: 1 ms, as the TypeScript one does.
+((sleep_us >= 1000)) || sleep_us=1000
 
 F=$filename
 lockfile=$F.lock
@@ -214,7 +286,7 @@ dir=${dir:-/}
 # `kill` does not stop us.  Output of commands comes back through a pipe or
 # a file of our own instead (see make_private_files).
 
-helper_pid=''  # a child we wait for (flock, cat): killed if we are
+helper_pid=''  # a child we wait for (flock, cat, mv, dd): killed if we are
 ino_pid=''     # inotifywait
 ino_fd=''      # its events, one file name a line
 sleep_fd=''    # a pipe that never has data: read -t on it is a sleep
@@ -222,21 +294,63 @@ io_fd=''       # a pipe for the output of stat and mkdir
 spool_fd=''    # a private regular file for the producer's input
 private=''     # the directory that held those until they were open
 lock_fd=''
-staging=0 # 1 while we hold the lock and F.__new__ may be half written
+# 1 while we hold the lock and F.__new__ may be half written; 2 once the
+# rename of a complete F.__new__ onto F has started.
+staging=0
+chunk_bytes=0 # the size of the chunk being published
+
+# The producer's input: read but not yet published, and the byte its read
+# has just taken (not yet in buf).
+buf=''
+c=''
+# 1 while the producer waits for input or for its turn to publish the
+# end-of-stream chunk: everything it read is in buf and c and nothing is half
+# done, so a signal handler may finish the job itself.
+idle=0
+# The exit status asked for by a first SIGHUP/SIGINT/SIGTERM to a producer.
+stopping=0
 
 # shellcheck disable=SC2317 # only called from traps
-cleanup() {
+stop_children() {
 	local pid
 	for pid in $helper_pid $ino_pid; do
 		# Reaped too, so that no zombie outlives us.
 		kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
 	done
+	helper_pid='' ino_pid=''
+}
+# shellcheck disable=SC2317 # only called from traps
+cleanup() {
+	stop_children
 	if ((staging)); then rm -f -- "$stage"; fi
 	if [[ -n $private ]]; then rm -rf -- "$private"; fi
 }
+# A consumer stops at once: a chunk it has not written out stays on the bus.
+# A producer publishes every byte it has taken from its input before it
+# exits (in back-pressure mode, as the bus takes them; what it never read
+# stays in the pipe), but no end-of-stream chunk.  A second signal ends it
+# at once.
 # shellcheck disable=SC2317 # only called from traps
-on_signal() {
+on_signal() { # exit status
+	if [[ $command == producer ]] && ((!stopping)); then
+		stopping=$1
+		log "signal: publishing the input already read, then exiting"
+		# Idle, it has nothing else to finish; otherwise the main loop sees
+		# $stopping once the step in progress is done.
+		if ((idle)); then stop_producing; fi
+		return 0
+	fi
 	trap - EXIT
+	if [[ $command == producer ]]; then
+		local unpublished=$((${#buf} + ${#c}))
+		stop_children
+		# A rename that was under way when we stopped it either happened or
+		# did not; the staging file tells which.
+		if ((staging == 2)) && [[ ! -e $stage && ! -L $stage ]]; then
+			unpublished=$((unpublished - chunk_bytes))
+		fi
+		printf '%s: %s\n' "$prog" "stopped by a second signal: $unpublished bytes read from the input were not published" >&2
+	fi
 	cleanup
 	exit "$1"
 }
@@ -248,13 +362,20 @@ trap 'on_signal 143' TERM
 # Anything that may block for long (flock behind a consumer stuck on its
 # output, cat into a full pipe) runs in the background so that `wait`, which
 # a trapped signal interrupts, keeps us killable; a foreground child would
-# delay the trap until it ends.  `<&0` stops bash from giving the job
-# /dev/null as stdin.
+# delay the trap until it ends.  Being in the background, it also ignores
+# the SIGINT of a ^C, which is ours to handle.  `<&0` stops bash from giving
+# the job /dev/null as stdin.
 run_child() {
 	"$@" <&0 &
 	helper_pid=$!
-	wait "$helper_pid"
-	local rc=$?
+	local rc
+	while :; do
+		wait "$helper_pid"
+		rc=$?
+		# A trap that returned (a producer's first signal) ends the wait
+		# early, while the child carries on: wait for it again.
+		if ((rc <= 128)) || ! kill -0 "$helper_pid" 2>/dev/null; then break; fi
+	done
 	helper_pid=''
 	return "$rc"
 }
@@ -281,7 +402,8 @@ drop_private_names() {
 	private=''
 }
 
-# stat of $2 in format $1 into REPLY; fails if $2 cannot be stat'ed.
+# stat of $2 in format $1 into REPLY; fails if $2 cannot be stat'ed.  It
+# follows symlinks, for /dev/fd/N: callers make sure F is none.
 stat_to_reply() {
 	stat -L -c "$1" -- "$2" 2>/dev/null 1>&"$io_fd" && IFS= read -r -u "$io_fd" REPLY
 }
@@ -361,6 +483,32 @@ wait_for_bus() {
 
 # ------------------------------------------------------------ bus access
 
+# What the non-regular file at $1 is, into REPLY.
+describe_file() {
+	if [[ -L $1 ]]; then REPLY='a symbolic link (filebus never follows one)'
+	elif [[ -d $1 ]]; then REPLY='a directory'
+	elif [[ -p $1 ]]; then REPLY='a FIFO'
+	elif [[ -S $1 ]]; then REPLY='a socket'
+	elif [[ -c $1 ]]; then REPLY='a character device'
+	elif [[ -b $1 ]]; then REPLY='a block device'
+	else REPLY='something other than a regular file'
+	fi
+}
+
+# True if F holds a chunk, false if there is none.  Anything at F but a
+# regular file (a directory, a FIFO, a symlink planted by someone else) is
+# not a bus we can use: one line and exit 1, rather than waiting forever
+# or following it.  Each test is a stat of its own and chunks come and go
+# between them, so only a test that sees an odd file counts as seeing one.
+bus_exists() {
+	[[ -f $F && ! -L $F ]] && return 0
+	if [[ -L $F || -d $F || -p $F || -S $F || -c $F || -b $F ]]; then
+		describe_file "$F"
+		die "cannot use '$F': it is $REPLY, not a regular file"
+	fi
+	[[ -f $F ]] # a chunk that came meanwhile
+}
+
 prepare_bus() { # needs_lock
 	[[ -n $base ]] || die "'$F' names a directory, not a file"
 	if [[ ! -d $dir ]]; then
@@ -371,28 +519,67 @@ prepare_bus() { # needs_lock
 			die "cannot use '$F': cannot create directory '$dir': ${err##*: }"
 		fi
 	fi
-	[[ -d $F ]] && die "cannot use '$F': it is a directory"
-	[[ -p $F ]] && die "cannot use '$F': it is a FIFO, not a regular file"
-	[[ -e $F && ! -f $F ]] && die "cannot use '$F': it is not a regular file"
+	bus_exists || :
 	(($1)) || return 0
 	[[ -w $dir && -x $dir ]] || die "cannot use '$F': directory '$dir' is not writable"
-	[[ -d $lockfile ]] && die "cannot use '$F': lock file '$lockfile' is a directory"
-	local fd
-	if ! { exec {fd}>>"$lockfile"; } 2>/dev/null; then
-		[[ -e $lockfile ]] && die "cannot use '$F': lock file '$lockfile' is not writable"
-		die "cannot use '$F': cannot create lock file '$lockfile'"
-	fi
-	exec {fd}>&-
+	open_lock_file
+	exec {lock_fd}>&-
+	lock_fd=''
+}
+
+# Open F.lock for writing into lock_fd, never through a symlink: bash has no
+# O_NOFOLLOW, so a missing lock file is created with O_EXCL (noclobber),
+# which fails on any symlink, and an existing one is opened read-only
+# (which creates nothing) and checked before we reopen it for writing
+# through /dev/fd, which goes to the file we checked, not to the path.
+open_lock_file() {
+	local rfd rc what
+	while :; do
+		if [[ -L $lockfile ]]; then
+			die "cannot use '$F': lock file '$lockfile' is a symbolic link, which filebus never follows"
+		elif [[ -e $lockfile ]]; then
+			[[ -f $lockfile ]] || {
+				describe_file "$lockfile"
+				die "cannot use '$F': lock file '$lockfile' is $REPLY, not a regular file"
+			}
+			{ exec {rfd}<"$lockfile"; } 2>/dev/null || die "cannot use '$F': cannot open lock file '$lockfile'"
+			what=''
+			if [[ -L $lockfile || ! -f /dev/fd/$rfd ]]; then
+				what=replaced
+			elif ! { exec {lock_fd}>>"/dev/fd/$rfd"; } 2>/dev/null; then
+				what='not writable'
+			fi
+			exec {rfd}<&-
+			[[ -z $what ]] && return 0
+			[[ $what == replaced ]] && continue # the checks above say by what
+			die "cannot use '$F': lock file '$lockfile' is not writable"
+		fi
+		set -C
+		{ exec {lock_fd}>"$lockfile"; } 2>/dev/null
+		rc=$?
+		set +C
+		if ((rc == 0)); then
+			[[ ! -L $lockfile && -f /dev/fd/$lock_fd ]] && return 0
+			exec {lock_fd}>&-
+		fi
+		# Created meanwhile by someone else: look again.
+		[[ -e $lockfile || -L $lockfile ]] || die "cannot use '$F': cannot create lock file '$lockfile'"
+	done
 }
 
 # Exclusive flock(2) on F.lock, as flock(1) and the other tools take it.  A
 # lock on a lock file that was meanwhile replaced excludes nobody: retry.
 lock_bus() {
+	local rc
 	while :; do
-		{ exec {lock_fd}>>"$lockfile"; } 2>/dev/null || die "cannot open lock file '$lockfile'"
-		run_child flock --exclusive "$lock_fd" || die "cannot lock '$lockfile'"
-		[[ /dev/fd/$lock_fd -ef $lockfile ]] && return 0
-		log "lock file '$lockfile' was replaced, locking again" 2
+		open_lock_file
+		run_child flock --exclusive "$lock_fd"
+		rc=$?
+		# flock killed by a signal sent to our whole process group: the
+		# lock is still wanted (a producer publishes what it read first).
+		((rc == 0 || rc > 128)) || die "cannot lock '$lockfile'"
+		((rc == 0)) && [[ ! -L $lockfile && /dev/fd/$lock_fd -ef $lockfile ]] && return 0
+		((rc == 0)) && log "lock file '$lockfile' was replaced, locking again" 2
 		exec {lock_fd}>&-
 	done
 }
@@ -403,26 +590,183 @@ unlock_bus() {
 	lock_fd=''
 }
 
-bus_exists() { [[ -e $F || -L $F ]]; }
-
 # ------------------------------------------------------------- producer
 
-# The one way any chunk, the empty end-of-stream one included, gets out.
-publish() { # bytes
-	while :; do
-		if ((back_pressure)); then
-			while bus_exists; do wait_for_bus; done
+# Create F.__new__ afresh under the lock and write the chunk into it.
+# Whatever is at that path (a leftover, or a symlink planted by someone who
+# can write to the directory) is removed first, and the file is created with
+# O_EXCL (noclobber), which never follows a symlink.
+stage_chunk() { # bytes
+	local fd rc
+	if [[ -e $stage || -L $stage ]]; then
+		log "removing '$stage' left behind by someone else" 2
+		run_child rm -f -- "$stage" 2>/dev/null
+	fi
+	set -C
+	{ exec {fd}>"$stage"; } 2>/dev/null
+	rc=$?
+	set +C
+	if ((rc != 0)); then
+		if [[ -e $stage || -L $stage ]]; then
+			describe_file "$stage"
+			die "cannot create '$stage' afresh: it is $REPLY"
 		fi
-		lock_bus
-		# A producer never replaces a chunk that no consumer has taken.
-		if ((back_pressure)) && bus_exists; then
-			unlock_bus
+		die "cannot create '$stage'"
+	fi
+	# Only a race with whoever plants files here gets us something else.
+	if [[ -L $stage || ! -f /dev/fd/$fd ]]; then
+		exec {fd}>&-
+		die "cannot create '$stage' afresh: something else took its place"
+	fi
+	{ printf '%s' "$1" >&"$fd"; } 2>/dev/null
+	rc=$?
+	exec {fd}>&-
+	((rc == 0)) || die "cannot write '$stage'"
+}
+
+# Rename F.__new__ onto F.  -T: a directory at F is an error, not a place to
+# move into.
+rename_stage() {
+	local rc
+	while :; do
+		run_child mv -fT -- "$stage" "$F" 2>/dev/null
+		rc=$?
+		((rc == 0)) && return 0
+		# mv killed by a signal to our process group: rename(2) is atomic,
+		# so it either happened or we do it again.
+		if ((rc > 128)); then
+			[[ -e $stage || -L $stage ]] || return 0
 			continue
 		fi
+		bus_exists || : # names what is in the way, if anything
+		die "cannot rename '$stage' to '$F'"
+	done
+}
+
+# ------------------------------------------------ history (docs/protocol.md)
+#
+# With --history N a producer also keeps the last N chunks in F.history/,
+# as hard links named by a 16-digit sequence number, with the last number
+# given in F.history/head; all under the lock.  Consumers here read F only.
+
+hist=$F.history
+hist_head=$hist/head
+until_tidy=0
+seq=0
+
+history_refuse_odd() { # path what
+	if [[ -L $1 ]] || { [[ -e $1 ]] && ! [[ $2 == directory && -d $1 || $2 == file && -f $1 ]]; }; then
+		describe_file "$1"
+		die "cannot use '$F': '$1' is $REPLY; the history $2 must be a plain $2"
+	fi
+}
+
+# The head's number into REPLY; an empty or unreadable head counts as 0 (the
+# link that follows and the next tidy put it right).
+history_read_head() {
+	local line=''
+	REPLY=0
+	history_refuse_odd "$hist_head" file
+	[[ -f $hist_head ]] && IFS= read -r line <"$hist_head"
+	[[ $line =~ ^0*([0-9]{1,17})[[:space:]]*$ ]] && REPLY=$((10#${BASH_REMATCH[1]}))
+	return 0
+}
+
+# In place: a fixed-width write at offset 0 (<> neither truncates nor
+# appends), since consumers read it without the lock.
+history_write_head() { # seq
+	history_refuse_odd "$hist_head" file
+	{ printf '%016d\n' "$1" 1<>"$hist_head"; } 2>/dev/null || die "cannot write '$hist_head'"
+}
+
+# Make the directory if missing; make the head at least the newest entry
+# (a producer killed after its link left one beyond the head); remove the
+# entries that left the window.
+history_tidy() {
+	local entries=() name newest=0 old=()
+	history_refuse_odd "$hist" directory
+	if [[ ! -d $hist ]] && ! mkdir -- "$hist" 2>/dev/null && [[ ! -d $hist ]]; then
+		die "cannot create the history directory '$hist'"
+	fi
+	history_refuse_odd "$hist" directory
+	# Sixteen digits sort as numbers.
+	for name in "$hist"/[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]; do
+		[[ -e $name || -L $name ]] && entries+=("$name")
+	done
+	((${#entries[@]})) && newest=$((10#${entries[-1]##*/}))
+	history_read_head
+	if ((newest > REPLY)); then history_write_head "$newest"; else newest=$REPLY; fi
+	for name in "${entries[@]}"; do
+		((10#${name##*/} > newest - history)) && break
+		old+=("$name")
+	done
+	if ((${#old[@]})); then run_child rm -f -- "${old[@]}"; fi
+	until_tidy=$((history > 64 ? history : 64))
+}
+
+# Under the lock, with F.__new__ whole and before its rename: link it as the
+# next entry, so that F never shows a chunk the history lacks.  The number
+# goes into seq.
+history_link() {
+	local entry tries=0
+	if ((--until_tidy <= 0)) || [[ ! -d $hist ]]; then history_tidy; fi
+	while :; do
+		history_read_head
+		seq=$((REPLY + 1))
+		printf -v entry '%s/%016d' "$hist" "$seq"
+		run_child ln -- "$stage" "$entry" 2>/dev/null && return 0
+		# Taken (a producer killed before it wrote the head) or the
+		# directory was removed: tidy and take the next number.
+		((tries++ < 3)) || die "cannot link '$stage' into the history as '$entry'"
+		history_tidy
+	done
+}
+
+# After the rename: record the head, drop the entry that left the window.
+history_advance() {
+	local old
+	history_write_head "$seq"
+	if ((seq - history >= 1)); then
+		printf -v old '%s/%016d' "$hist" $((seq - history))
+		if [[ -e $old || -L $old ]]; then run_child rm -f -- "$old"; fi
+	fi
+}
+
+# The one way any chunk, the empty end-of-stream one included, gets out.
+# A producer stopped by a signal still publishes its data chunks, but not
+# the end-of-stream one: then this returns 1.
+publish() { # bytes
+	local marker=0
+	[[ -n $1 ]] || marker=1
+	# Until the end-of-stream chunk is being written, a signal ends us at once.
+	idle=$marker
+	while :; do
+		if ((back_pressure)); then
+			while bus_exists; do
+				((marker && stopping)) && return 1
+				wait_for_bus
+			done
+		fi
+		((marker && stopping)) && return 1
+		lock_bus
+		idle=0
+		# A producer never replaces a chunk that no consumer has taken.
+		if bus_exists && ((back_pressure)); then
+			unlock_bus
+			idle=$marker
+			continue
+		fi
+		if ((marker && stopping)); then
+			unlock_bus
+			return 1
+		fi
 		staging=1
-		{ printf '%s' "$1" >"$stage"; } 2>/dev/null || die "cannot write '$stage'"
-		mv -f -- "$stage" "$F" || die "cannot rename '$stage' to '$F'"
+		stage_chunk "$1"
+		if ((history)); then history_link; fi
+		chunk_bytes=${#1} staging=2
+		rename_stage
 		staging=0
+		if ((history)); then history_advance; fi
 		unlock_bus
 		break
 	done
@@ -430,12 +774,11 @@ publish() { # bytes
 	log "published ${#1} bytes" 2
 }
 
-buf=''     # input not published yet; may end in an incomplete line
 deadline=0 # when the oldest complete line in buf is due, microseconds
 
 # Chunks hold whole lines.  The exception is a line longer than --block-size:
 # it is split into --block-size pieces (the first starts a chunk), so that no
-# chunk is ever larger than --block-size (PROTOCOL.md: "at most").
+# chunk is ever larger than --block-size (docs/protocol.md: "at most").
 flush() { # at_end
 	local head cut
 	while ((${#buf} >= block_size)); do
@@ -469,9 +812,11 @@ flush() { # at_end
 # instead of a syscall per byte.  dd shares our stdin offset, so a regular
 # file as input works the same.
 produce() {
-	local c rc remaining t data parts
+	local rc remaining t data parts got
 	while :; do
 		flush 0
+		c='' idle=1
+		((stopping)) && break
 		if [[ $buf == *$'\n'* ]]; then
 			# The deadline runs from the oldest buffered line, not from the
 			# last input: a steady trickle must not hold lines back.
@@ -484,15 +829,23 @@ produce() {
 			IFS= read -r -d '' -N 1 c
 			rc=$?
 		fi
+		idle=0
 		# A read that timed out may still have taken a byte.  c is empty for
 		# a NUL byte, which bash cannot hold.
 		[[ -n $buf ]] || deadline=$((${EPOCHREALTIME/./} + sleep_us))
-		buf+=$c
-		if { ((rc == 0)) || [[ -n $c ]]; } && read -r -t 0; then
-			# Opening /dev/fd/N opens the spool file afresh: truncated for
-			# dd, from its start for mapfile.
-			dd bs=65536 count=1 status=none >"/dev/fd/$spool_fd" ||
-				die "cannot read standard input"
+		got=$c
+		buf+=$c c=''
+		if { ((rc == 0)) || [[ -n $got ]]; } && read -r -t 0; then
+			# Opening /dev/fd/N opens the spool file afresh: emptied here,
+			# appended to by dd, read from its start by mapfile.  Emptied by
+			# us, not by dd's redirection, so that a dd that never ran
+			# leaves nothing behind to be read twice.
+			: >"/dev/fd/$spool_fd"
+			run_child dd bs=65536 count=1 status=none >>"/dev/fd/$spool_fd"
+			rc=$?
+			# Killed by a signal to our process group: keep what it wrote.
+			((rc == 0 || rc > 128)) || die "cannot read standard input"
+			rc=0
 			# NUL bytes split the input into several parts; they are dropped.
 			mapfile -d '' -t parts <"/dev/fd/$spool_fd"
 			printf -v data '%s' "${parts[@]}"
@@ -501,11 +854,23 @@ produce() {
 		((rc > 128)) && continue # timed out: time to flush
 		((rc == 0)) || break     # end of input
 	done
+	if ((stopping)); then stop_producing; fi
 	flush 1
 	if ((back_pressure)); then
 		log "end of input, publishing the end-of-stream chunk"
-		publish ''
+		publish '' || exit "$stopping"
 	fi
+}
+
+# After a first signal: publish everything read, without an end-of-stream
+# chunk, and exit with the signal's status.  Called from the trap itself
+# when the signal came while we waited for input.
+stop_producing() {
+	idle=0
+	buf+=$c c=''
+	log "publishing ${#buf} bytes read before the signal" 2
+	flush 1
+	exit "$stopping"
 }
 
 # ------------------------------------------------------------- consumers
@@ -532,10 +897,12 @@ emit() {
 consume_multicast() {
 	local last='' fd
 	while :; do
-		# -f: never open (and hang on) a FIFO that replaced the bus.
-		if [[ -f $F ]] && stat_to_reply "$ID_FORMAT" "$F" && [[ $REPLY != "$last" ]] &&
+		# bus_exists first: never open (and hang on) a FIFO at F, nor
+		# follow a symlink there.
+		if bus_exists && stat_to_reply "$ID_FORMAT" "$F" && [[ $REPLY != "$last" ]] &&
 			{ exec {fd}<"$F"; } 2>/dev/null; then
-			if stat_to_reply "$ID_FORMAT" "/dev/fd/$fd" && [[ $REPLY != "$last" ]]; then
+			# Replaced by something odd since bus_exists: it says so next time.
+			if [[ -f /dev/fd/$fd ]] && stat_to_reply "$ID_FORMAT" "/dev/fd/$fd" && [[ $REPLY != "$last" ]]; then
 				last=$REPLY
 				emit "$fd"
 				log "emitted chunk $last" 2
@@ -552,7 +919,13 @@ consume_back_pressure() {
 	while :; do
 		if bus_exists; then
 			lock_bus
-			if { exec {fd}<"$F"; } 2>/dev/null; then
+			if bus_exists && { exec {fd}<"$F"; } 2>/dev/null; then
+				if [[ ! -f /dev/fd/$fd ]]; then
+					# Replaced by something odd since bus_exists: it says so next time.
+					exec {fd}<&-
+					unlock_bus
+					continue
+				fi
 				if [[ ! -s /dev/fd/$fd ]]; then
 					rm -f -- "$F"
 					exec {fd}<&-
@@ -580,6 +953,9 @@ consume_back_pressure() {
 mode=multicast
 ((back_pressure)) && mode=back-pressure
 log "$command on '$F', $mode mode, block size $block_size, sleep interval ${sleep_interval}s"
+if ((history)) && [[ $command == consumer ]]; then
+	log "--history $history: the bash consumer does not read the history; it reads F alone, as on any bus"
+fi
 make_private_files
 case $command in
 producer)

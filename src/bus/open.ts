@@ -6,14 +6,23 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { BusError, busError, errnoCode } from '../errors.js';
+import { HistoryWriter } from '../history.js';
 import { BusLock } from './lock.js';
 import { type BusOptions, type ResolvedOptions, resolveOptions } from '../options.js';
+import { type FileSystemKind, fileSystemOf } from '../sys/fstype.js';
 import { type WaitsFor, type Watcher, createWatcher } from './watch.js';
 
 export interface Bus {
   readonly options: ResolvedOptions;
   readonly lock: BusLock;
   readonly watcher: Watcher;
+  /**
+   * The file system of the bus directory. When it is shared (NFS, FUSE...),
+   * other hosts' chunks raise no notification here: the poll finds them.
+   */
+  readonly fileSystem: FileSystemKind;
+  /** A producer's side of the history extension, when it keeps one (`history` > 0). */
+  readonly history: HistoryWriter | undefined;
   close(): void;
 }
 
@@ -49,19 +58,37 @@ export function openBus(busOptions: BusOptions, role: BusRole): Bus {
     }
     lock.open();
   }
+  const fileSystem = detectFileSystem(paths.dir);
+  // Notifications still wake us at once for writers on this host; the poll,
+  // which runs in every case, is what sees everyone else.
+  if (fileSystem.shared) options.log(`polling every ${options.sleepMs / 1000} s: ${paths.dir} is on ${fileSystem.name}`);
   const watcher = createWatcher(
     { dir: paths.dir, base: paths.base, lock: lockReleases ? paths.lock : undefined, intervalMs: options.sleepMs, monitoring: options.fileMonitoring, waitsFor: role.waitsFor ?? 'any', log: options.log },
     options.blockingWait,
   );
+  // Opened lazily, under the lock, by the first publish.
+  const history = role.writes && options.history > 0 ? new HistoryWriter(paths, options.history) : undefined;
   return {
     options,
     lock,
     watcher,
+    fileSystem,
+    history,
     close() {
       watcher.close();
+      history?.close();
       lock.close();
     },
   };
+}
+
+/** statfs failing on a directory we just made is odd but harmless: the poll runs anyway. */
+function detectFileSystem(dir: string): FileSystemKind {
+  try {
+    return fileSystemOf(dir);
+  } catch {
+    return { name: 'unknown', shared: false };
+  }
 }
 
 /**

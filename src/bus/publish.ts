@@ -6,7 +6,8 @@
  */
 import fs from 'node:fs';
 import type { Bus } from './open.js';
-import { busError } from '../errors.js';
+import { busError, errnoCode } from '../errors.js';
+import type { HistoryWriter } from '../history.js';
 import type { BusPaths } from '../options.js';
 
 export async function publish(bus: Bus, chunk: Uint8Array, signal?: AbortSignal): Promise<void> {
@@ -20,7 +21,7 @@ export async function publish(bus: Bus, chunk: Uint8Array, signal?: AbortSignal)
     try {
       // Another producer may have filled the slot between our check and the lock.
       if (backPressure && fs.existsSync(paths.file)) continue;
-      stageAndRename(paths, chunk);
+      stageAndRename(paths, chunk, bus.history);
       return;
     } finally {
       bus.lock.release();
@@ -54,12 +55,13 @@ async function lockFreeSlot(bus: Bus, signal?: AbortSignal): Promise<void> {
 /**
  * Synchronous on purpose: the lock is held for a handful of system calls
  * and no signal handler can run between them, so a staging file is only
- * ever left behind by SIGKILL (and the next publish truncates it).
+ * ever left behind by SIGKILL (and the next publish replaces it).
  */
-function stageAndRename(paths: BusPaths, chunk: Uint8Array): void {
+function stageAndRename(paths: BusPaths, chunk: Uint8Array, history?: HistoryWriter): void {
+  history?.prepare();
   let fd: number;
   try {
-    fd = fs.openSync(paths.staging, 'w');
+    fd = createStaging(paths.staging);
   } catch (error) {
     throw busError('create', paths.staging, error);
   }
@@ -80,12 +82,33 @@ function stageAndRename(paths: BusPaths, chunk: Uint8Array): void {
     removeQuietly(paths.staging);
     throw busError('write', paths.staging, error);
   }
+  let seq: number | undefined;
   try {
+    // With history, the whole chunk gets its number before F shows it.
+    seq = history?.link(paths.staging);
     fs.renameSync(paths.staging, paths.file);
   } catch (error) {
     removeQuietly(paths.staging);
     throw busError('publish', paths.staging, error);
   }
+  if (seq !== undefined) history!.advance(seq);
+}
+
+/**
+ * A fresh staging file, never one left behind: a producer killed after
+ * linking F.__new__ into the history (src/history.ts) leaves it as a
+ * second name of that entry, which truncating would rewrite under a
+ * reader. O_EXCL costs nothing when there is no leftover, the usual case.
+ */
+function createStaging(staging: string): number {
+  const flags = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL;
+  try {
+    return fs.openSync(staging, flags, 0o666);
+  } catch (error) {
+    if (errnoCode(error) !== 'EEXIST') throw error;
+  }
+  fs.unlinkSync(staging);
+  return fs.openSync(staging, flags, 0o666);
 }
 
 // In the two helpers below the first error is the one worth reporting.

@@ -9,26 +9,19 @@ import { checkRegular } from './open.js';
 export interface Chunk {
   readonly data: Buffer;
   /** Identity of the file read (PROTOCOL.md, "Multicast mode"). */
-  readonly identity: Identity;
+  readonly identity: string;
+  /** Device and inode alone: the same file under another name (history entries). */
+  readonly inode: string;
+  /** Hard links to the file when it was read: a chunk with history has at least two. */
+  readonly links: number;
 }
 
 /**
  * Device, inode, change time and size: inode numbers are reused quickly, so
- * the inode alone cannot tell two chunks apart. Kept as the stat itself and
- * compared field by field: no string to build on every look at the bus.
+ * the inode alone cannot tell two chunks apart.
  */
-export type Identity = Pick<fs.BigIntStats, 'dev' | 'ino' | 'ctimeNs' | 'size'>;
-
-export function sameIdentity(a: Identity, b: Identity): boolean {
-  return a.ino === b.ino && a.ctimeNs === b.ctimeNs && a.size === b.size && a.dev === b.dev;
-}
-
-/** The identity of `F` now, or undefined when there is no chunk. */
-export function currentIdentity(file: string): Identity | undefined {
-  const st = fs.statSync(file, { bigint: true, throwIfNoEntry: false });
-  if (st === undefined) return undefined;
-  checkRegular(file, st);
-  return st;
+export function identityOf(st: fs.BigIntStats): string {
+  return `${st.dev}:${st.ino}:${st.ctimeNs}:${st.size}`;
 }
 
 /**
@@ -47,32 +40,58 @@ export class ScratchBuffer {
 /**
  * Reads `F` whole; undefined when it vanished before the open. With
  * `scratch`, the bytes land in its buffer and are valid until the next read.
+ * `sizeMayBeStale`: the bus is on a file system whose attributes may lag
+ * behind another writer (NFS, FUSE; see readGrown). `noFollow`: refuse a
+ * symbolic link (history entries).
  */
-export function readChunk(file: string, scratch?: ScratchBuffer): Chunk | undefined {
+export function readChunk(file: string, scratch?: ScratchBuffer, sizeMayBeStale = false, noFollow = false): Chunk | undefined {
   let fd: number;
   try {
-    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | (noFollow ? fs.constants.O_NOFOLLOW : 0));
   } catch (error) {
-    if (errnoCode(error) === 'ENOENT') return undefined;
+    if (vanished(error)) return undefined;
     throw busError('open', file, error);
   }
   try {
-    const st = fs.fstatSync(fd, { bigint: true });
+    const st = fstat(fd, file);
+    if (st === undefined) return undefined;
     checkRegular(file, st);
     const size = Number(st.size);
-    return { data: readAll(fd, scratch ? scratch.get(size) : Buffer.allocUnsafe(size), file), identity: st };
+    const data = readAll(fd, scratch ? scratch.get(size) : Buffer.allocUnsafe(size), 0, file);
+    return sizeMayBeStale ? readGrown(fd, data, st, file) : chunkOf(data, st);
   } finally {
     fs.closeSync(fd);
   }
 }
 
 /**
- * Published files are never written again, so the size from fstat is the
- * size to read: one read(2) in the usual case.
+ * fstat of an open file; undefined when the file is gone from under it. A
+ * FUSE daemon that answers by path (bindfs) says ENOENT once another
+ * consumer removed `F`, and an NFS server says ESTALE: the chunk we opened
+ * is then someone else's, as if the open had failed.
  */
-function readAll(fd: number, buffer: Buffer, file: string): Buffer {
+function fstat(fd: number, file: string): fs.BigIntStats | undefined {
+  try {
+    return fs.fstatSync(fd, { bigint: true });
+  } catch (error) {
+    if (vanished(error)) return undefined;
+    throw busError('stat', file, error);
+  }
+}
+
+/** ENOENT, or ESTALE where NFS finds the file removed by another host. */
+function vanished(error: unknown): boolean {
+  const code = errnoCode(error);
+  return code === 'ENOENT' || code === 'ESTALE';
+}
+
+/**
+ * Published files are never written again, so the size from fstat is the
+ * size to read: one read(2) in the usual case. Fills `buffer` from `from`.
+ */
+function readAll(fd: number, buffer: Buffer, from: number, file: string): Buffer {
   const size = buffer.length;
-  let length = 0;
+  let length = from;
   try {
     while (length < size) {
       const n = fs.readSync(fd, buffer, length, size - length, null);
@@ -83,4 +102,34 @@ function readAll(fd: number, buffer: Buffer, file: string): Buffer {
     throw busError('read', file, error);
   }
   return length === size ? buffer : buffer.subarray(0, length);
+}
+
+/**
+ * Where attributes are cached (FUSE with attr_timeout > 0, NFS with nocto),
+ * the kernel may give the new file at `F` the size of the one it replaced,
+ * and it stops every read at that size: a longer chunk comes out cut, and
+ * reading on to end of file does not help. Once the file has been read the
+ * cached size is no longer trusted (on FUSE a read drops it; measured in
+ * docs/network-filesystems.md), so ask again and read what was missed.
+ */
+function readGrown(fd: number, first: Buffer, firstStat: fs.BigIntStats, file: string): Chunk | undefined {
+  let data = first;
+  let st = firstStat;
+  for (;;) {
+    const again = fstat(fd, file);
+    if (again === undefined) return undefined;
+    const size = Number(again.size);
+    if (size <= data.length) break;
+    st = again;
+    const bigger = Buffer.allocUnsafe(size);
+    data.copy(bigger);
+    const before = data.length;
+    data = readAll(fd, bigger, before, file);
+    if (data.length === before) break; // the size says more, the file has no more: keep what is there
+  }
+  return chunkOf(data, st);
+}
+
+function chunkOf(data: Buffer, st: fs.BigIntStats): Chunk {
+  return { data, identity: identityOf(st), inode: `${st.dev}:${st.ino}`, links: Number(st.nlink) };
 }

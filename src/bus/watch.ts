@@ -40,9 +40,10 @@ export interface Watcher {
    * The synchronous part of `until`, for a hot loop: probes, and for a
    * blocking watcher also waits and probes again, for as long as it may
    * keep the event loop waiting; undefined when the caller should go on
-   * with `until`.
+   * with `until` (which then waits before it probes again with the same
+   * function: a look that found nothing is not repeated for nothing).
    */
-  poll<T>(probe: () => T | undefined): T | undefined;
+  poll<T>(probe: () => T | undefined, options?: PollOptions): T | undefined;
   /**
    * Waits until the next hint or `timeoutMs` (at most the poll interval),
    * or until `signal` aborts (then resolves: the caller's next check
@@ -50,6 +51,18 @@ export interface Watcher {
    */
   nextHint(signal?: AbortSignal, timeoutMs?: number): Promise<void>;
   close(): void;
+}
+
+export interface PollOptions {
+  /**
+   * Wait before the first probe when notifications are on: for a caller
+   * that has just read the bus, since any change after that read raised an
+   * event that ends the wait at once. (Probing at once would look at the
+   * bus again some time after the caller's output went out, and pick up a
+   * chunk nobody told us about: on a shared file system, one written by
+   * another host, which this host's notifications never report.)
+   */
+  readonly waitFirst?: boolean;
 }
 
 export interface WatchTarget {
@@ -94,7 +107,12 @@ export class EventLoopWatcher implements Watcher {
     }
   }
 
+  /** The probe that `poll` last ran without finding anything. */
+  #polled: (() => unknown) | undefined;
+
   async until<T>(probe: () => T | undefined, signal?: AbortSignal): Promise<T> {
+    if (this.#polled === probe) await this.nextHint(signal);
+    this.#polled = undefined;
     for (;;) {
       signal?.throwIfAborted();
       this.#hinted = false;
@@ -104,9 +122,11 @@ export class EventLoopWatcher implements Watcher {
     }
   }
 
-  poll<T>(probe: () => T | undefined): T | undefined {
+  poll<T>(probe: () => T | undefined, _options?: PollOptions): T | undefined {
     this.#hinted = false;
-    return probe();
+    const found = probe();
+    this.#polled = found === undefined ? probe : undefined;
+    return found;
   }
 
   nextHint(signal?: AbortSignal, timeoutMs = this.#intervalMs): Promise<void> {
@@ -173,6 +193,12 @@ export class BlockingWatcher implements Watcher {
   readonly #intervalMs: number;
   #watch: DirectoryWatch | undefined;
   #lastYield = performance.now();
+  /** An event came that no probe has looked at yet. */
+  #hinted = false;
+  /** The probe that `poll` last ran without finding anything. */
+  #polled: (() => unknown) | undefined;
+  /** When the poll interval calls for the next probe, events or not. */
+  #due = 0;
 
   constructor({ dir, base, lock, intervalMs, monitoring, waitsFor, log }: WatchTarget) {
     this.#intervalMs = intervalMs;
@@ -186,23 +212,45 @@ export class BlockingWatcher implements Watcher {
   }
 
   async until<T>(probe: () => T | undefined, signal?: AbortSignal): Promise<T> {
+    // After a `poll` with this probe that found nothing, the wait goes on.
+    let probeNow = this.#polled !== probe;
+    this.#polled = undefined;
     for (;;) {
       signal?.throwIfAborted();
-      const found = this.poll(probe);
+      if (!probeNow) await this.#turn();
+      const found = this.#run(probe, probeNow);
       if (found !== undefined) return found;
-      await this.#turn();
+      probeNow = false;
     }
   }
 
-  poll<T>(probe: () => T | undefined): T | undefined {
+  poll<T>(probe: () => T | undefined, { waitFirst = false }: PollOptions = {}): T | undefined {
+    const found = this.#run(probe, !(waitFirst && this.#watch?.alive));
+    this.#polled = found === undefined ? probe : undefined;
+    return found;
+  }
+
+  /**
+   * Probes (at once when `probeNow`, then on each event and each poll
+   * interval) and waits in between, until the probe finds something or
+   * the slice is used up. A slice that ends is not a reason to probe: the
+   * wait goes on after the event loop's turn, towards the same interval.
+   */
+  #run<T>(probe: () => T | undefined, probeNow: boolean): T | undefined {
     const end = this.#lastYield + SLICE_MS;
     for (;;) {
-      const found = probe();
-      if (found !== undefined) return found;
-      const slice = Math.min(end - performance.now(), this.#intervalMs);
-      if (slice <= 0) return undefined;
-      const wake = this.#wait(slice);
-      if (wake === 'interrupted') {
+      let now = performance.now();
+      if (probeNow || this.#hinted || now >= this.#due) {
+        probeNow = this.#hinted = false;
+        this.#due = now + this.#intervalMs;
+        const found = probe();
+        if (found !== undefined) return found;
+        now = performance.now();
+      }
+      if (now >= end) return undefined;
+      const wake = this.#wait(Math.min(this.#due, end) - now);
+      if (wake === 'event') this.#hinted = true;
+      else if (wake === 'interrupted') {
         // A signal for us is waiting in the event loop's queue: let it run.
         this.#lastYield = -Infinity;
         return undefined;

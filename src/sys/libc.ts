@@ -54,9 +54,6 @@ export function peerClosed(fd: number): boolean {
 
 const fcntlFn = libc.func('int fcntl(int fd, int cmd, ...)');
 const F_SETPIPE_SZ = 1031;
-const F_GETFL = 3;
-const F_SETFL = 4;
-const O_NONBLOCK = 0o4000;
 
 /**
  * Puts `fd` in non-blocking mode, as Node's own stream for a pipe does: a
@@ -95,4 +92,39 @@ export function waitReadable(fd: number, timeoutMs: number): Promise<boolean> {
       else resolve(ready > 0);
     });
   });
+}
+
+const execvpFn = libc.func('int execvp(const char *file, const char **argv)');
+const signalFn = libc.func('void *signal(int signum, void *handler)');
+const sigprocmaskFn = libc.func('int sigprocmask(int how, const uint8_t *set, uint8_t *oldset)');
+const F_GETFD = 1;
+const F_SETFD = 2;
+const F_GETFL = 3;
+const F_SETFL = 4;
+const FD_CLOEXEC = 1;
+const O_NONBLOCK = 0o4000;
+const SIG_SETMASK = 2;
+/** Signals Node ignores for itself (SIGPIPE, SIGXFSZ): an ignored signal stays ignored across exec. */
+const IGNORED_BY_NODE = [13, 25];
+
+/**
+ * Replaces this process with `file` (looked up on PATH), so that the PID
+ * the caller holds is that program's: a SIGKILL reaches it, not a parent
+ * that would leave it running. Before the exec, fds 0-2 are made what a
+ * freshly started program expects: inherited (Node marks them close-on-exec)
+ * and blocking; the signals Node ignores get their default action back and
+ * none is blocked. Returns only on failure, with the errno code.
+ */
+export function execInPlace(file: string, argv: string[]): number {
+  for (const fd of [0, 1, 2]) {
+    const fdFlags = fcntlFn(fd, F_GETFD);
+    if (fdFlags < 0) continue; // not open: the program gets it closed too
+    if (fdFlags & FD_CLOEXEC) fcntlFn(fd, F_SETFD, 'int', fdFlags & ~FD_CLOEXEC);
+    const statusFlags = fcntlFn(fd, F_GETFL);
+    if (statusFlags >= 0 && statusFlags & O_NONBLOCK) fcntlFn(fd, F_SETFL, 'int', statusFlags & ~O_NONBLOCK);
+  }
+  for (const signal of IGNORED_BY_NODE) signalFn(signal, null);
+  sigprocmaskFn(SIG_SETMASK, Buffer.alloc(128), null);
+  execvpFn(file, [...argv, null]);
+  return koffi.errno();
 }
