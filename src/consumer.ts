@@ -62,10 +62,13 @@ async function consumeMulticast(bus: Bus, deliver: Deliver, options: ConsumeOpti
     log: bus.options.log,
   });
   const next = () => cursor.next();
-  for (let waitFirst = false; ; waitFirst = true) {
+  for (let afterDelivery = false; ; afterDelivery = true) {
     options.signal?.throwIfAborted();
     // The hot path stays synchronous (wait, read, write) while it can; the
-    // event loop gets a turn when the watcher says so.
+    // event loop gets a turn when the watcher says so. After a delivery,
+    // any change since the read raised an event, so the loop waits before
+    // it looks again, unless the cursor has older entries still to read.
+    const waitFirst = afterDelivery && !cursor.behind;
     const chunk = bus.watcher.poll(next, { waitFirst }) ?? (await bus.watcher.until(next, options.signal));
     const delivered = deliver(chunk);
     if (delivered) await delivered;
