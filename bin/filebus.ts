@@ -48,13 +48,17 @@ async function runStatus({ filename, json }: Extract<Invocation, { kind: 'status
 
 /**
  * First SIGINT/SIGTERM: `onFirst` winds down gracefully and the process
- * exits with 128 + the signal number. A second one exits at once.
+ * exits with 128 + the signal number. A second one calls `onSecond` (a last
+ * word on stderr) and exits at once with that status.
  */
-function onSignals(onFirst: (status: number) => void): void {
+function onSignals(onFirst: (status: number) => void, onSecond?: () => void): void {
   let status: number | undefined;
   for (const [signal, number] of Object.entries(signalNumbers)) {
     process.on(signal, () => {
-      if (status !== undefined) process.exit(status);
+      if (status !== undefined) {
+        onSecond?.();
+        process.exit(status);
+      }
       status = 128 + number;
       onFirst(status);
     });
@@ -73,25 +77,34 @@ async function runProducer({ options, verbose }: Run): Promise<void> {
   // once, as one line, where it is awaited, and not as a crash.
   finished.catch(() => {});
   const stopped = new AbortController();
-  onSignals((status) => {
-    stopped.abort();
-    // Publish what was already read, without the end-of-stream marker (the
-    // input did not end), then go: a read may still be waiting on stdin.
-    producer.interrupt();
-    finished.then(() => process.exit(status), fail);
-  });
+  const progress = { bytesRead: 0 };
+  let signalStatus: number | undefined;
+  let inputDone = false;
+  onSignals(
+    (status) => {
+      signalStatus = status;
+      // Stop reading: what was read is still published (produceFrom sees
+      // to it), what was not stays in the input for someone else.
+      stopped.abort();
+      // Input already ended: the end-of-stream chunk may be waiting for the
+      // bus. Drop it and exit 128+n; status 0 would say it went out.
+      if (inputDone) producer.interrupt();
+    },
+    () => {
+      // Synchronous: the process is about to go.
+      const unpublished = progress.bytesRead - producer.bytesPublished;
+      fs.writeSync(2, `filebus: stopped by a second signal: ${unpublished} bytes read from standard input were not published\n`);
+    },
+  );
   log(verbose, `producer on ${options.filename} (${options.backPressure ? 'back-pressure' : 'multicast'})`);
-  try {
-    await produceFrom(0, producer, stopped.signal);
-  } catch (error) {
-    if (stopped.signal.aborted) return;
-    // A publish error reaches both produceFrom and 'error'; report it once.
-    finished.catch(() => {});
-    throw error;
-  }
-  producer.end();
+  // A publish error reaches both produceFrom and 'error'; it is reported once, from here.
+  await produceFrom(0, producer, stopped.signal, progress);
+  inputDone = true;
+  // Stopped by a signal: publish what was written, without the end-of-stream chunk.
+  if (stopped.signal.aborted) producer.interrupt();
+  else producer.end();
   await finished;
-  process.exit(0);
+  process.exit(signalStatus ?? 0);
 }
 
 async function runConsumer({ options, verbose }: Run): Promise<void> {

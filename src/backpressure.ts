@@ -7,9 +7,10 @@
  * end-of-stream chunk (see producer.ts).
  */
 import fs from 'node:fs';
-import type { Bus } from './bus/open.js';
+import { type Bus, chunkPresent } from './bus/open.js';
 import { busError, errnoCode } from './errors.js';
 import { type ScratchBuffer, readChunk } from './bus/read.js';
+import { StreamEnds } from './bus/ends.js';
 
 /** First retry after finding the lock busy; doubles up to the poll interval. */
 const FIRST_BACKOFF_MS = 0.5;
@@ -20,54 +21,90 @@ const FIRST_BACKOFF_MS = 0.5;
  */
 export type Deliver = (chunk: Buffer) => Promise<void> | void;
 
-/** Takes chunks one at a time until the end-of-stream chunk. */
+/**
+ * Takes chunks one at a time until the end-of-stream chunk, or with
+ * `producers` > 1 until the stream's last one (see bus/ends.ts).
+ */
 export async function consumeQueue(bus: Bus, deliver: Deliver, signal?: AbortSignal, scratch?: ScratchBuffer): Promise<void> {
   const { file } = bus.options.paths;
-  for (;;) {
-    const data = await take(bus, signal, scratch);
-    try {
-      // An empty chunk marks the end of the stream; removing it tells the
-      // producer (and any other consumer) it was seen.
-      if (data.length > 0) {
-        const delivered = deliver(data);
-        if (delivered) await delivered;
+  const ends = bus.options.producers > 1 ? await joinStream(bus, signal) : undefined;
+  try {
+    for (;;) {
+      const data = await take(bus, signal, scratch, ends);
+      // Ended by the last end marker, which another consumer took.
+      if (data === undefined) return;
+      let last = data.length === 0;
+      try {
+        // An empty chunk marks the end of a stream; removing it tells the
+        // producer (and any other consumer) it was seen.
+        if (data.length > 0) {
+          const delivered = deliver(data);
+          if (delivered) await delivered;
+        }
+        else if (ends) last = ends.count();
+        remove(file);
+      } finally {
+        bus.lock.release();
       }
-      remove(file);
-    } finally {
-      bus.lock.release();
+      if (last) return;
     }
-    if (data.length === 0) return;
+  } finally {
+    ends?.close();
   }
 }
 
-/** Waits for `F` and returns its bytes with the lock held. */
-async function take(bus: Bus, signal?: AbortSignal, scratch?: ScratchBuffer): Promise<Buffer> {
-  const look = () => tryTake(bus, scratch);
+async function joinStream(bus: Bus, signal?: AbortSignal): Promise<StreamEnds> {
+  await bus.lock.acquire(signal);
+  try {
+    return new StreamEnds(bus.options.paths.ends, bus.options.producers);
+  } finally {
+    bus.lock.release();
+  }
+}
+
+/**
+ * Waits for `F` and returns its bytes with the lock held; undefined (lock
+ * not held) when `ends` says the stream has ended.
+ */
+async function take(bus: Bus, signal?: AbortSignal, scratch?: ScratchBuffer, ends?: StreamEnds): Promise<Buffer | undefined> {
+  const look = () => tryTake(bus, scratch, ends);
   for (let backoff = FIRST_BACKOFF_MS; ; backoff *= 2) {
     signal?.throwIfAborted();
     const found = bus.watcher.poll(look) ?? (await bus.watcher.until(look, signal));
+    if (found === ENDED) return undefined;
     if (found !== BUSY) return found;
     // The lock is busy: another consumer is taking this chunk, or the
     // producer is between its rename and its unlock. Queueing on the lock
     // would only crowd out the producer; no notification marks the lock's
-    // release (the chunk's removal does, for watchers that wait for it),
-    // so look again soon, then less and less often.
+    // release (except its holder's close of F.lock, which a blocking
+    // watcher sees), so look again soon, then less and less often.
     await bus.watcher.nextHint(signal, backoff);
   }
 }
 
 const BUSY = Symbol('lock busy');
+const ENDED = Symbol('stream ended');
 
 /**
- * One look at the bus: the chunk's bytes with the lock held, BUSY when
- * another process holds the lock, undefined when there is no chunk.
+ * One look at the bus, synchronous (the hot loop's probe): the chunk's
+ * bytes with the lock held, BUSY when another process holds the lock,
+ * ENDED when `ends` says the stream has ended, undefined when there is no
+ * chunk yet.
  */
-function tryTake(bus: Bus, scratch?: ScratchBuffer): Buffer | typeof BUSY | undefined {
+function tryTake(bus: Bus, scratch?: ScratchBuffer, ends?: StreamEnds): Buffer | typeof BUSY | typeof ENDED | undefined {
   const { file } = bus.options.paths;
-  if (!fs.existsSync(file)) return undefined;
+  if (!chunkPresent(file)) {
+    // With a shared count, the end may come from another consumer while no chunk does.
+    return ends !== undefined && bus.lock.tryAcquire() && endedLocked(bus, ends) ? ENDED : undefined;
+  }
   if (!bus.lock.tryAcquire()) return BUSY;
   let chunk;
   try {
+    // A chunk published after our stream ended belongs to the next run's consumers.
+    if (ends?.ended()) {
+      bus.lock.release();
+      return ENDED;
+    }
     chunk = readChunk(file, scratch, bus.fileSystem.shared);
   } catch (error) {
     bus.lock.release();
@@ -77,6 +114,15 @@ function tryTake(bus: Bus, scratch?: ScratchBuffer): Buffer | typeof BUSY | unde
   if (chunk !== undefined) return chunk.data;
   bus.lock.release();
   return undefined;
+}
+
+/** With the lock just taken: whether the stream has ended; releases the lock. */
+function endedLocked(bus: Bus, ends: StreamEnds): boolean {
+  try {
+    return ends.ended();
+  } finally {
+    bus.lock.release();
+  }
 }
 
 function remove(file: string): void {

@@ -405,7 +405,7 @@ export class HistoryCursor {
     let chunk;
     try {
       // Never through a symbolic link: an entry names a chunk of this bus, nothing else.
-      chunk = readChunk(path.join(this.#dir, entryName(seq)), this.#options.scratch, this.#options.sizeMayBeStale, true);
+      chunk = readChunk(path.join(this.#dir, entryName(seq)), this.#options.scratch, this.#options.sizeMayBeStale);
     } catch (error) {
       // ENOTDIR: F.history is not a directory; this bus has no history to read.
       if (errnoCode(error) === 'ENOTDIR') return undefined;

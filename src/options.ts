@@ -27,6 +27,16 @@ export interface BusOptions {
    */
   blockingWait?: boolean;
   /**
+   * Back-pressure consumers: the stream ends after this many end-of-stream
+   * chunks, one per producer, counted by all the consumers of the bus
+   * together in `F.ends` (docs/protocol.md, "Extension: several
+   * producers"). Every back-pressure consumer of the bus must be given the
+   * same number.
+   * Default 1: the first end-of-stream chunk ends the consumer that takes
+   * it, and nothing is counted.
+   */
+  producers?: number;
+  /**
    * Producer: what a chunk holds. `'bytes'` (default): up to `blockSize`
    * bytes as they arrive, a boundary may fall inside a line. `'lines'`:
    * chunks end at a newline and hold whole lines; `'null'`: the same with
@@ -46,11 +56,6 @@ export interface BusOptions {
    * newest (like `tail -n +1 -f`). Default false.
    */
   replay?: boolean;
-  /**
-   * Back-pressure consumer: the stream ends after this many end-of-stream
-   * chunks, one per producer, instead of the first. Default 1.
-   */
-  producers?: number;
   /** Stops the producer or consumer. */
   signal?: AbortSignal;
   /**
@@ -74,6 +79,8 @@ export interface BusPaths {
   readonly dir: string;
   /** The base name of `F`, to pick its events out of the directory's. */
   readonly base: string;
+  /** `F.ends`: end-of-stream chunks counted by consumers given `producers` > 1. */
+  readonly ends: string;
 }
 
 export interface ResolvedOptions {
@@ -85,6 +92,7 @@ export interface ResolvedOptions {
   readonly fileMonitoring: boolean;
   readonly blockingRead: boolean;
   readonly blockingWait: boolean;
+  readonly producers: number;
   readonly records: RecordMode;
   /** Chunks a producer keeps in `F.history/`; 0 when it keeps none. */
   readonly history: number;
@@ -98,13 +106,37 @@ export const defaults = {
   sleepInterval: 0.1,
 } as const;
 
-/** Checks a block size from a flag, the environment or the API. */
-export function parseBlockSize(value: unknown): number {
+/**
+ * Largest --block-size: a chunk is held whole in memory on both sides, and
+ * 1 GiB keeps well inside what a Buffer can hold (4 GiB here).
+ */
+export const MAX_BLOCK_SIZE = 2 ** 30;
+/**
+ * Longest --sleep-interval, seconds: an hour between checks is already
+ * only a safety net; timers cannot wait longer than 24.8 days at all.
+ */
+export const MAX_SLEEP_INTERVAL = 3600;
+/** Largest --producers: far beyond any real queue, and a count no file can garble. */
+export const MAX_PRODUCERS = 1_000_000;
+
+/** A whole number in [1, max] from a flag, the environment or the API, or a UsageError in filebus's words. */
+function parseCount(option: string, what: string, max: number, maxText: string, value: unknown): number {
   const n = typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value;
   if (typeof n !== 'number' || !Number.isSafeInteger(n) || n <= 0) {
-    throw new UsageError(`--block-size must be a positive whole number of bytes, got '${String(value)}'`);
+    throw new UsageError(`${option} must be a positive whole number${what}, got '${String(value)}'`);
   }
+  if (n > max) throw new UsageError(`${option} must be at most ${maxText}, got '${String(value)}'`);
   return n;
+}
+
+/** Checks a block size from a flag, the environment or the API. */
+export function parseBlockSize(value: unknown): number {
+  return parseCount('--block-size', ' of bytes', MAX_BLOCK_SIZE, `${MAX_BLOCK_SIZE} (1 GiB)`, value);
+}
+
+/** Checks a count of producers (`--producers`, see BusOptions.producers). */
+export function parseProducers(value: unknown): number {
+  return parseCount('--producers', '', MAX_PRODUCERS, String(MAX_PRODUCERS), value);
 }
 
 /** Checks a sleep interval (seconds, fractions allowed). */
@@ -113,8 +145,12 @@ export function parseSleepInterval(value: unknown): number {
   if (typeof n !== 'number' || !Number.isFinite(n) || n < 0) {
     throw new UsageError(`--sleep-interval must be a number of seconds >= 0, got '${String(value)}'`);
   }
+  if (n > MAX_SLEEP_INTERVAL) throw new UsageError(`--sleep-interval must be at most ${MAX_SLEEP_INTERVAL} seconds, got '${String(value)}'`);
   return n;
 }
+
+/** Largest --history: each kept chunk is a file in F.history/. */
+export const MAX_HISTORY = 1_000_000;
 
 /** Checks a history window (a count of chunks; 0 turns the history off). */
 export function parseHistory(value: unknown): number {
@@ -122,15 +158,7 @@ export function parseHistory(value: unknown): number {
   if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) {
     throw new UsageError(`--history must be a whole number of chunks >= 0, got '${String(value)}'`);
   }
-  return n;
-}
-
-/** Checks a whole number option (`--producers`) against its least value. */
-export function parseWholeNumber(option: string, value: unknown, least: number): number {
-  const n = typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value;
-  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < least) {
-    throw new UsageError(`${option} must be a whole number >= ${least}, got '${String(value)}'`);
-  }
+  if (n > MAX_HISTORY) throw new UsageError(`--history must be at most ${MAX_HISTORY} chunks, got '${String(value)}'`);
   return n;
 }
 
@@ -149,6 +177,7 @@ export function busPaths(filename: string): BusPaths {
     file,
     lock: `${file}.lock`,
     staging: `${file}.__new__`,
+    ends: `${file}.ends`,
     history: `${file}.history`,
     dir: path.dirname(file),
     base: path.basename(file),
@@ -167,6 +196,8 @@ export function resolveOptions(options: BusOptions): ResolvedOptions {
   // a window of old chunks beside it would only be read by nobody.
   if (backPressure && history > 0) throw new UsageError('--history is for multicast buses; a back-pressure bus already delivers every chunk');
   if (backPressure && replay) throw new UsageError('--replay is for multicast consumers; a back-pressure bus keeps no history');
+  const producers = parseProducers(options.producers ?? 1);
+  if (!backPressure && producers > 1) throw new UsageError('--producers counts end-of-stream chunks, which only --back-pressure has');
   return {
     paths: busPaths(options.filename),
     backPressure,
@@ -177,6 +208,7 @@ export function resolveOptions(options: BusOptions): ResolvedOptions {
     fileMonitoring: options.fileMonitoring ?? true,
     blockingRead: options.blockingRead ?? false,
     blockingWait: options.blockingWait ?? false,
+    producers,
     records: parseRecordMode(options.records ?? 'bytes'),
     history,
     replay,

@@ -42,6 +42,7 @@ export class Producer extends Writable {
   #held: Buffer | undefined;
   #holdTimer: NodeJS.Timeout | undefined;
   #lastPublish = -Infinity;
+  #bytesPublished = 0;
   /** Publishes run one at a time: those of writes and those of the hold timer. */
   #queue: Promise<void> = Promise.resolve();
 
@@ -58,6 +59,11 @@ export class Producer extends Writable {
   /** Largest chunk this producer publishes, in bytes. */
   get blockSize(): number {
     return this.#bus.options.blockSize;
+  }
+
+  /** Bytes of all the chunks this producer has published so far. */
+  get bytesPublished(): number {
+    return this.#bytesPublished;
   }
 
   get blockingRead(): boolean {
@@ -168,12 +174,18 @@ export class Producer extends Writable {
   async #publish(chunk: Buffer): Promise<void> {
     await publish(this.#bus, chunk, this.#stop.signal);
     this.#lastPublish = performance.now();
+    this.#bytesPublished += chunk.length;
   }
 }
 
 /** A Writable that publishes what is written to it on the bus. */
 export function createProducer(options: BusOptions): Producer {
   return new Producer(options);
+}
+
+/** How far `produceFrom` has got: bytes taken from its input so far. */
+export interface InputProgress {
+  bytesRead: number;
 }
 
 /**
@@ -188,33 +200,62 @@ export function createProducer(options: BusOptions): Producer {
  * fixed-size records stay one per chunk. A pipe or terminal is read only
  * once poll(2) says it has data, so no read ever blocks the event loop and
  * signals are handled while input is silent.
+ *
+ * When `signal` aborts, it reads nothing more (the rest stays in the input
+ * for another reader), and resolves once every byte it did read, a partial
+ * block included, has been written to the producer and published: input
+ * taken from a pipe is never dropped. The caller then ends the producer
+ * (`interrupt()`, as the input did not end).
  */
-export async function produceFrom(fd: number, producer: Producer, signal?: AbortSignal): Promise<void> {
+export async function produceFrom(fd: number, producer: Producer, signal?: AbortSignal, progress: InputProgress = { bytesRead: 0 }): Promise<void> {
   const { blockSize } = producer;
   const regular = fs.fstatSync(fd).isFile();
   const wholeBlocks = regular || producer.blockingRead;
   const buffers = [Buffer.allocUnsafe(blockSize), Buffer.allocUnsafe(blockSize)];
+  // Reading stops on the caller's abort, and on a failed publish or a
+  // producer destroyed otherwise (a held block's publish fails on a timer,
+  // after its write has succeeded), which must not wait for more input.
+  const stop = new AbortController();
+  const onAbort = () => stop.abort();
+  if (signal?.aborted) stop.abort();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  producer.once('close', onAbort);
   let published: Promise<void> = Promise.resolve();
-  for (let turn = 0, ended = false; !ended; turn ^= 1) {
-    const block = buffers[turn]!;
-    let length = 0;
-    do {
-      const n = regular ? readSync(fd, block, length) : await readWhenReady(fd, block, length, signal);
-      if (n === 0) ended = true;
-      length += n;
-    } while (!ended && wholeBlocks && length < blockSize);
-    // The other buffer is free again once its block is published.
-    await published;
-    signal?.throwIfAborted();
-    if (length > 0) {
-      published = written(producer, block.subarray(0, length));
-      // Awaited only after the next read, which may take a while: marked
-      // handled now, so that a publish error is reported once (where it is
-      // awaited, as one line) and not as an unhandled rejection meanwhile.
-      published.catch(() => {});
+  try {
+    for (let turn = 0, ended = false; !ended; turn ^= 1) {
+      const block = buffers[turn]!;
+      let length = 0;
+      try {
+        do {
+          if (stop.signal.aborted) {
+            ended = true;
+            break;
+          }
+          const n = regular ? readSync(fd, block, length) : await readWhenReady(fd, block, length, stop.signal);
+          if (n === 0) ended = true;
+          length += n;
+          progress.bytesRead += n;
+        } while (!ended && wholeBlocks && length < blockSize);
+      } catch (error) {
+        // Stopped while waiting for input: what is in `block` was read all the same.
+        if (!stop.signal.aborted) throw error;
+        ended = true;
+      }
+      // The other buffer is free again once its block is published (this
+      // throws if it failed).
+      await published;
+      if (producer.errored) throw producer.errored;
+      if (producer.destroyed) return;
+      if (length > 0) {
+        published = written(producer, block.subarray(0, length));
+        published.catch(onAbort);
+      }
     }
+    await published;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    producer.off('close', onAbort);
   }
-  await published;
 }
 
 function written(producer: Producer, data: Buffer): Promise<void> {

@@ -25,6 +25,19 @@ describe('usage errors: exit status 2 and one line on stderr naming the problem'
     ['unknown command', (bus) => ['--filename', bus, 'frobnicate'], /frobnicate/],
     ['--block-size without a value', (bus) => ['--filename', bus, 'consumer', '--block-size'], /--block-size/],
     ['FILEBUS_BLOCK_SIZE=0', (bus) => ['--filename', bus, 'consumer'], /block-size.*'0'/, { FILEBUS_BLOCK_SIZE: '0' }],
+    // Out of range: refused in filebus's words, not Node's ("The value of "size" is out of range").
+    ['--block-size 99999999999 (producer)', (bus) => ['--filename', bus, '--block-size', '99999999999', 'producer'], /--block-size.*1 GiB.*'99999999999'/],
+    ['--block-size 99999999999 (consumer)', (bus) => ['--filename', bus, '--block-size', '99999999999', 'consumer'], /--block-size.*at most/],
+    ['--block-size 1 GiB + 1', (bus) => ['--filename', bus, '--block-size', String(2 ** 30 + 1), 'producer'], /--block-size/],
+    ['FILEBUS_BLOCK_SIZE=1e12', (bus) => ['--filename', bus, 'producer'], /block-size/, { FILEBUS_BLOCK_SIZE: '1000000000000' }],
+    ['--sleep-interval 1e9', (bus) => ['--filename', bus, '--sleep-interval', '1e9', 'consumer'], /--sleep-interval.*at most/],
+    ['--sleep-interval Infinity', (bus) => ['--filename', bus, '--sleep-interval', 'Infinity', 'consumer'], /--sleep-interval/],
+    ['--producers 0', (bus) => ['--filename', bus, '--back-pressure', 'consumer', '--producers', '0'], /--producers.*'0'/],
+    ['--producers 99999999999', (bus) => ['--filename', bus, '--back-pressure', 'consumer', '--producers', '99999999999'], /--producers.*at most/],
+    ['--producers on a producer', (bus) => ['--filename', bus, '--back-pressure', 'producer', '--producers', '2'], /--producers/],
+    ['--producers without --back-pressure', (bus) => ['--filename', bus, 'consumer', '--producers', '2'], /--producers.*back-pressure/],
+    ['--history 99999999999', (bus) => ['--filename', bus, 'producer', '--history', '99999999999'], /--history.*at most/],
+    ['FILEBUS_PRODUCERS=-1', (bus) => ['--filename', bus, '--back-pressure', 'consumer'], /producers.*'-1'/, { FILEBUS_PRODUCERS: '-1' }],
   ];
   test.each(cases)('%s', async (_name, args, problem, env) => {
     const dir = tempDir();
@@ -199,9 +212,9 @@ describe('a consumer whose stdout closes exits within a second, without a stack 
         // Multicast: a consumer that starts late may get a later chunk than the first.
         expect(pipeline.stdout().length).toBe(10);
         expect(elapsed).toBeLessThan(1000);
+        // README: 141, quietly.
         expect(status).toBe(141);
-        expect(hasStackTrace(pipeline.stderr()), pipeline.stderr()).toBe(false);
-        expect(lines(pipeline.stderr()).length).toBeLessThanOrEqual(1);
+        expect(pipeline.stderr()).toBe('');
       } finally {
         stop();
       }
@@ -223,8 +236,7 @@ describe('a consumer whose stdout closes exits within a second, without a stack 
         expect(elapsed).toBeLessThan(1000);
         expect(status).toBe(141);
         expect(consumer.child.signalCode).toBeNull();
-        expect(hasStackTrace(consumer.stderr()), consumer.stderr()).toBe(false);
-        expect(lines(consumer.stderr()).length).toBeLessThanOrEqual(1);
+        expect(consumer.stderr()).toBe('');
       } finally {
         stop();
       }

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { expect, test } from 'vitest';
 import { consume, createConsumer, createProducer } from '../src/index.js';
-import { filebus, tempDir, waitForFile } from './helpers.js';
+import { filebus, root, run, tempDir, until, waitForFile, within } from './helpers.js';
 
 function written(stream: NodeJS.WritableStream, data: Buffer): Promise<void> {
   return new Promise((resolve, reject) => stream.write(data, (error) => (error ? reject(error) : resolve())));
@@ -62,7 +62,8 @@ test('a library consumer reads what a CLI producer publishes, and vice versa', a
 test('an AbortSignal stops a multicast consumer that is waiting for a chunk', async () => {
   const bus = path.join(tempDir(), 'bus');
   const controller = new AbortController();
-  const consumer = createConsumer({ filename: bus, signal: controller.signal });
+  // A poll interval far longer than the time allowed: only the abort itself can end the wait in time.
+  const consumer = createConsumer({ filename: bus, signal: controller.signal, sleepInterval: 5 });
   const seen: Buffer[] = [];
   const loop = (async () => {
     for await (const chunk of consumer) seen.push(chunk as Buffer);
@@ -147,11 +148,53 @@ test.each([0, 1.5, -5, Number.NaN])('createProducer({ blockSize: %s }) throws a 
   expect((thrown as { exitCode: number }).exitCode).toBe(2);
 });
 
-test('createProducer without a filename, or with a negative sleep interval, throws a UsageError', () => {
-  const bus = path.join(tempDir(), 'bus');
+test('createProducer without a filename, or with a bad option, throws a UsageError before touching the disk', async () => {
+  // A bus in a directory that does not exist yet: opening the bus would create it.
+  const dir = path.join(tempDir(), 'sub');
+  const bus = path.join(dir, 'bus');
   expect(() => createProducer({ filename: '' })).toThrow(/bus file is required/);
   expect(() => createProducer({ filename: bus, sleepInterval: -1 })).toThrow(/sleep-interval/);
-  expect(fs.existsSync(bus)).toBe(false);
+  expect(() => createProducer({ filename: bus, sleepInterval: 1e9 })).toThrow(/sleep-interval/);
+  expect(() => createProducer({ filename: bus, blockSize: 2 ** 40 })).toThrow(/block-size/);
+  await expect(consume({ filename: bus, backPressure: true, producers: 0 }, async () => {})).rejects.toThrow(/producers/);
+  expect(fs.existsSync(dir)).toBe(false);
+});
+
+/**
+ * A separate Node process makes a producer that waits for a lock another
+ * process holds, then destroys it (or aborts its signal): with nothing left
+ * pending, the process must end by itself, long before the holder lets go.
+ */
+test.each([
+  ['producer.destroy()', 'multicast', 'destroy'],
+  ['producer.destroy()', 'back-pressure', 'destroy'],
+  ['an aborted signal', 'multicast', 'abort'],
+  ['an aborted signal', 'back-pressure', 'abort'],
+] as const)('%s on a %s producer waiting for a held lock leaves nothing that keeps the process alive', async (_name, mode, how) => {
+  const dir = tempDir();
+  const bus = path.join(dir, 'bus');
+  fs.writeFileSync(`${bus}.lock`, '');
+  const holder = run('flock', [`${bus}.lock`, 'cat'], { stdout: 'pipe' });
+  await until(() => fs.readFileSync('/proc/locks', 'utf8').includes(`:${fs.statSync(`${bus}.lock`).ino} `), 5000, 'flock(1) to take the lock');
+  const library = process.env.FILEBUS_LIBRARY ?? path.join(root, 'dist/src/index.js');
+  const script = `
+    import { createProducer } from ${JSON.stringify(library)};
+    const controller = new AbortController();
+    const producer = createProducer({ filename: ${JSON.stringify(bus)}, backPressure: ${mode === 'back-pressure'}, signal: controller.signal });
+    producer.on('error', () => {});
+    producer.write('waits for the lock');
+    setTimeout(() => {
+      ${how === 'destroy' ? 'producer.destroy();' : 'controller.abort();'}
+      console.log('stopped');
+    }, 300);
+  `;
+  const child = run(process.execPath, ['--input-type=module', '-e', script], { stdin: 'ignore' });
+  await child.waitFor((out) => out.includes('stopped'), 10_000);
+  const stopped = performance.now();
+  expect(await within(child.exited, 3000, 'the process to end by itself')).toBe(0);
+  expect(performance.now() - stopped, 'ms from the stop to the process end').toBeLessThan(1000);
+  expect(child.stderr()).toBe('');
+  expect(holder.child.exitCode, 'the lock was held all along').toBe(null);
 });
 
 test('blockingWait: a back-pressure consume() with a synchronous deliver takes every chunk once, and an abort stops its wait', async () => {

@@ -6,15 +6,19 @@
  */
 import fs from 'node:fs';
 import { BusError, busError, errnoCode } from '../errors.js';
-import { EINTR, EWOULDBLOCK, LOCK_EX, LOCK_NB, LOCK_UN, flock, flockOffThread } from '../sys/libc.js';
+import { symlinkError } from './open.js';
+import { EINTR, EWOULDBLOCK, LOCK_EX, LOCK_NB, LOCK_UN, flock } from '../sys/libc.js';
 
-/** How long to retry a contended lock before waiting for it on a worker thread. */
+/** How long to retry a contended lock before backing off. */
 const SPIN_MS = 0.1;
+/** First pause after the lock stayed busy through a spin; doubles up to the poll interval. */
+const FIRST_BACKOFF_MS = 0.5;
 /** How long `tryAcquire` retries: covers a rename-to-unlock window, not a consumer's whole turn. */
 const TRY_SPIN_MS = 0.02;
 
 export class BusLock {
   readonly path: string;
+  readonly #maxBackoffMs: number;
   #fd = -1;
   #dev = 0;
   #ino = 0;
@@ -22,14 +26,17 @@ export class BusLock {
   readonly #closeOnRelease: boolean;
 
   /**
-   * With `closeOnRelease`, each release also closes the descriptor (the
-   * next acquisition opens it again): the close raises IN_CLOSE_WRITE on
-   * `F.lock`, which is how processes that wait with inotify learn that the
-   * lock is free (flock itself raises no event). flock(1), the bash tools
-   * and Python's filelock close on release too.
+   * `maxBackoffMs`: the longest pause between tries of a busy lock (the
+   * bus's --sleep-interval). With `closeOnRelease`, each release also
+   * closes the descriptor (the next acquisition opens it again): the close
+   * raises IN_CLOSE_WRITE on `F.lock`, which is how processes that wait
+   * with inotify learn that the lock is free (flock itself raises no
+   * event). flock(1), the bash tools and Python's filelock close on release
+   * too.
    */
-  constructor(lockPath: string, { closeOnRelease = false }: { closeOnRelease?: boolean } = {}) {
+  constructor(lockPath: string, maxBackoffMs = 100, { closeOnRelease = false }: { closeOnRelease?: boolean } = {}) {
     this.path = lockPath;
+    this.#maxBackoffMs = maxBackoffMs;
     this.#closeOnRelease = closeOnRelease;
   }
 
@@ -40,11 +47,11 @@ export class BusLock {
    * names now, as the protocol asks.
    */
   async acquire(signal?: AbortSignal): Promise<void> {
-    for (;;) {
+    for (let backoff = FIRST_BACKOFF_MS; ; backoff = Math.min(2 * backoff, this.#maxBackoffMs)) {
       signal?.throwIfAborted();
-      let errno = this.#attempt(SPIN_MS);
-      if (errno === EWOULDBLOCK) errno = await this.#waitOffThread(signal);
-      if (this.#granted(errno)) return;
+      const errno = this.#attempt(SPIN_MS);
+      if (errno === EWOULDBLOCK) await pause(backoff, signal);
+      else if (this.#granted(errno)) return;
     }
   }
 
@@ -83,11 +90,15 @@ export class BusLock {
     try {
       // Append mode creates a missing lock file without truncating it (its
       // content means nothing); O_NONBLOCK keeps a FIFO in its place from
-      // hanging the open until a reader comes.
-      fd = fs.openSync(this.path, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_APPEND | fs.constants.O_NONBLOCK, 0o666);
+      // hanging the open until a reader comes; O_NOFOLLOW refuses a link,
+      // dangling or not, so no file outside the bus directory is created
+      // or locked through it.
+      const flags = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_APPEND | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW;
+      fd = fs.openSync(this.path, flags, 0o666);
     } catch (error) {
       // ENXIO: a FIFO with no reader.
       if (errnoCode(error) === 'ENXIO') throw notRegular(this.path, 'a FIFO');
+      if (errnoCode(error) === 'ELOOP') throw symlinkError(this.path);
       throw busError('open the lock file', this.path, error);
     }
     const st = fs.fstatSync(fd);
@@ -107,15 +118,15 @@ export class BusLock {
   }
 
   #stillCurrent(): boolean {
-    const st = fs.statSync(this.path, { throwIfNoEntry: false });
+    const st = fs.lstatSync(this.path, { throwIfNoEntry: false });
     return st !== undefined && st.dev === this.#dev && st.ino === this.#ino;
   }
 
   /**
    * Uncontended, which is the usual case, this is one system call. Holders
    * keep the lock for a few system calls, so a contended lock is usually
-   * free again within microseconds: retrying briefly beats a round trip
-   * through a worker thread (~70 us here) by a wide margin.
+   * free again within microseconds: retrying briefly beats the shortest
+   * back-off (0.5 ms) by a wide margin.
    */
   #attempt(spinMs: number): number {
     if (this.#held) throw new Error(`BusLock: ${this.path} is already held by this process`);
@@ -142,43 +153,25 @@ export class BusLock {
     return false;
   }
 
-  /**
-   * A contended lock is awaited with a blocking flock on a worker thread, so
-   * the waiter is woken by the kernel the moment the holder lets go. An
-   * abort cannot interrupt that thread; if the lock is granted after we gave
-   * up, it is handed straight back.
-   */
-  async #waitOffThread(signal?: AbortSignal): Promise<number> {
-    const fd = this.#fd;
-    const pending = flockOffThread(fd, LOCK_EX);
-    if (!signal) return settle(await pending);
-    return new Promise<number>((resolve, reject) => {
-      const onAbort = () => {
-        // The worker still holds a blocking flock on this fd: keep the fd
-        // open until it returns, then unlock and close it.
-        this.#fd = -1;
-        void pending.then(() => {
-          flock(fd, LOCK_UN);
-          fs.closeSync(fd);
-        }, () => fs.closeSync(fd));
-        reject(signal.reason);
-      };
-      if (signal.aborted) return onAbort();
-      signal.addEventListener('abort', onAbort, { once: true });
-      pending.then((result) => {
-        signal.removeEventListener('abort', onAbort);
-        if (!signal.aborted) resolve(settle(result));
-      }, (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      });
-    });
-  }
 }
 
-/** errno is not carried back from the worker thread; a failed blocking flock is retried like EINTR. */
-function settle(result: number): number {
-  return result === 0 ? 0 : EINTR;
+/**
+ * The wait between tries of a busy lock. Polling, not a blocking flock(2)
+ * on a worker thread: such a thread cannot be interrupted, and libuv joins
+ * its threads at exit, so a process waiting for a lock held by someone else
+ * could neither be stopped by an abort nor exit until the holder let go.
+ * An abort ends the pause at once, and leaves nothing behind.
+ */
+function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }
 
 function errnoName(errno: number): string {

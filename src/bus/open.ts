@@ -45,11 +45,15 @@ export function openBus(busOptions: BusOptions, role: BusRole): Bus {
   } catch (error) {
     throw busError('create the directory', paths.dir, notDirectory(paths.dir, error));
   }
+  // Nobody may aim us at a file elsewhere through a link planted in a shared
+  // directory: refused at start for every role, and again at each use.
   checkRegular(paths.file);
+  refuseLink(paths.lock);
+  refuseLink(paths.staging);
   // In a work queue the lock changes hands at every chunk, and a waiter
   // learns of each release from the holder's close of F.lock.
   const lockReleases = options.blockingWait && options.backPressure && role.writes;
-  const lock = new BusLock(paths.lock, { closeOnRelease: lockReleases });
+  const lock = new BusLock(paths.lock, options.sleepMs, { closeOnRelease: lockReleases });
   if (role.writes) {
     try {
       fs.accessSync(paths.dir, fs.constants.W_OK);
@@ -93,13 +97,34 @@ function detectFileSystem(dir: string): FileSystemKind {
 
 /**
  * `F` must be a regular file when it exists: a FIFO would block a reader
- * forever, and a directory can never be replaced by rename.
+ * forever, a directory can never be replaced by rename, and a symbolic link
+ * would have us read or remove a file outside the bus directory. `stats`
+ * must come from lstat (or an fstat of an fd opened with O_NOFOLLOW).
  */
 export function checkRegular(file: string, stats?: fs.Stats | fs.BigIntStats): void {
-  const st = stats ?? fs.statSync(file, { throwIfNoEntry: false });
+  const st = stats ?? fs.lstatSync(file, { throwIfNoEntry: false });
   if (st === undefined || st.isFile()) return;
+  if (st.isSymbolicLink()) throw symlinkError(file);
   const kind = st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : 'not a regular file';
   throw new BusError(`${file} is ${kind}; the bus file must be a regular file`, file, { code: 'EFTYPE' });
+}
+
+/** True when `F` holds a chunk, false when it is absent; an error for anything but a regular file. */
+export function chunkPresent(file: string): boolean {
+  const st = fs.lstatSync(file, { throwIfNoEntry: false });
+  if (st === undefined) return false;
+  checkRegular(file, st);
+  return true;
+}
+
+/** Refuses a symbolic link at `file` (absent is fine). */
+export function refuseLink(file: string): void {
+  if (fs.lstatSync(file, { throwIfNoEntry: false })?.isSymbolicLink()) throw symlinkError(file);
+}
+
+/** The one line for a link found at one of the bus's paths. */
+export function symlinkError(file: string): BusError {
+  return new BusError(`${file} is a symbolic link; filebus does not follow links at the bus's files`, file, { code: 'ELOOP' });
 }
 
 /**

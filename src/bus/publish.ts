@@ -5,8 +5,8 @@
  * pressure only adds "wait until F is gone, and re-check under the lock".
  */
 import fs from 'node:fs';
-import type { Bus } from './open.js';
-import { busError, errnoCode } from '../errors.js';
+import { type Bus, checkRegular, chunkPresent, symlinkError } from './open.js';
+import { BusError, busError, errnoCode } from '../errors.js';
 import type { HistoryWriter } from '../history.js';
 import type { BusPaths } from '../options.js';
 
@@ -15,12 +15,13 @@ export async function publish(bus: Bus, chunk: Uint8Array, signal?: AbortSignal)
   for (;;) {
     if (bus.options.blockingWait) await lockFreeSlot(bus, signal);
     else {
-      if (backPressure) await bus.watcher.until(() => (fs.existsSync(paths.file) ? undefined : true), signal);
+      // chunkPresent also ends the wait with an error when F turns into a directory, a FIFO or a link.
+      if (backPressure) await bus.watcher.until(() => (chunkPresent(paths.file) ? undefined : true), signal);
       await bus.lock.acquire(signal);
     }
     try {
       // Another producer may have filled the slot between our check and the lock.
-      if (backPressure && fs.existsSync(paths.file)) continue;
+      if (backPressure && chunkPresent(paths.file)) continue;
       stageAndRename(paths, chunk, bus.history);
       return;
     } finally {
@@ -43,7 +44,8 @@ const FIRST_BACKOFF_MS = 0.5;
  */
 async function lockFreeSlot(bus: Bus, signal?: AbortSignal): Promise<void> {
   const { paths, backPressure } = bus.options;
-  const look = () => (backPressure && fs.existsSync(paths.file) ? undefined : bus.lock.tryAcquire() ? true : BUSY);
+  // chunkPresent also ends the wait with an error when F turns into a directory, a FIFO or a link.
+  const look = () => (backPressure && chunkPresent(paths.file) ? undefined : bus.lock.tryAcquire() ? true : BUSY);
   for (let backoff = FIRST_BACKOFF_MS; ; backoff *= 2) {
     signal?.throwIfAborted();
     const found = bus.watcher.poll(look) ?? (await bus.watcher.until(look, signal));
@@ -59,12 +61,7 @@ async function lockFreeSlot(bus: Bus, signal?: AbortSignal): Promise<void> {
  */
 function stageAndRename(paths: BusPaths, chunk: Uint8Array, history?: HistoryWriter): void {
   history?.prepare();
-  let fd: number;
-  try {
-    fd = createStaging(paths.staging);
-  } catch (error) {
-    throw busError('create', paths.staging, error);
-  }
+  const fd = createStaging(paths.staging);
   // On any failure the previous chunk at F is untouched; the partial one is dropped.
   try {
     let written = 0;
@@ -89,26 +86,39 @@ function stageAndRename(paths: BusPaths, chunk: Uint8Array, history?: HistoryWri
     fs.renameSync(paths.staging, paths.file);
   } catch (error) {
     removeQuietly(paths.staging);
+    // A directory in F's place (EISDIR, ENOTEMPTY) is best named as such.
+    checkRegular(paths.file);
     throw busError('publish', paths.staging, error);
   }
   if (seq !== undefined) history!.advance(seq);
 }
 
 /**
- * A fresh staging file, never one left behind: a producer killed after
- * linking F.__new__ into the history (src/history.ts) leaves it as a
- * second name of that entry, which truncating would rewrite under a
- * reader. O_EXCL costs nothing when there is no leftover, the usual case.
+ * Creates `F.__new__` afresh: O_EXCL never opens an existing file, so a
+ * link planted there (by anyone who can write to the directory) is never
+ * followed, and no file is created or truncated outside the directory. A
+ * regular file left by a producer killed mid-publish is removed first; we
+ * hold the lock, so no live producer is writing it. (Truncating it instead
+ * would also be wrong with a history: a producer killed after linking
+ * F.__new__ into F.history/ leaves it as a second name of that entry.)
  */
 function createStaging(staging: string): number {
-  const flags = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL;
-  try {
-    return fs.openSync(staging, flags, 0o666);
-  } catch (error) {
-    if (errnoCode(error) !== 'EEXIST') throw error;
+  const flags = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return fs.openSync(staging, flags, 0o666);
+    } catch (error) {
+      if (errnoCode(error) !== 'EEXIST' || attempt > 0) throw busError('create', staging, error);
+    }
+    const st = fs.lstatSync(staging, { throwIfNoEntry: false });
+    if (st?.isSymbolicLink()) throw symlinkError(staging);
+    if (st !== undefined && !st.isFile()) throw new BusError(`${staging} is not a regular file; the staging file must be one`, staging, { code: 'EFTYPE' });
+    try {
+      fs.unlinkSync(staging);
+    } catch (error) {
+      if (errnoCode(error) !== 'ENOENT') throw busError('remove the leftover', staging, error);
+    }
   }
-  fs.unlinkSync(staging);
-  return fs.openSync(staging, flags, 0o666);
 }
 
 // In the two helpers below the first error is the one worth reporting.

@@ -11,7 +11,7 @@
 import { createRequire } from 'node:module';
 import type { Argv, Options } from 'yargs';
 import { UsageError } from '../errors.js';
-import { type BusOptions, defaults, parseBlockSize, parseHistory, parseSleepInterval, parseWholeNumber } from '../options.js';
+import { type BusOptions, MAX_BLOCK_SIZE, MAX_SLEEP_INTERVAL, defaults, parseBlockSize, parseHistory, parseProducers, parseSleepInterval } from '../options.js';
 import { closest } from './suggest.js';
 import { loadYargs } from './yargs.js';
 
@@ -40,11 +40,15 @@ const globalOptions: OptionTable = {
     alias: 'lossless',
     describe: 'lossless work queue: each chunk to exactly\none consumer; the producer waits for each\nto be taken',
   },
-  'block-size': { type: 'string', requiresArg: true, describe: `N: largest chunk in bytes (default ${defaults.blockSize})` },
+  'block-size': {
+    type: 'string',
+    requiresArg: true,
+    describe: `N: largest chunk in bytes (default ${defaults.blockSize},\nat most ${MAX_BLOCK_SIZE}: 1 GiB)`,
+  },
   'sleep-interval': {
     type: 'string',
     requiresArg: true,
-    describe: `SECONDS: longest wait between checks of the\nbus (default ${defaults.sleepInterval})`,
+    describe: `SECONDS: longest wait between checks of the\nbus (default ${defaults.sleepInterval}, at most ${MAX_SLEEP_INTERVAL})`,
   },
   'file-monitoring': {
     type: 'boolean',
@@ -83,7 +87,7 @@ const commandOptions: Record<Command, OptionTable> = {
     producers: {
       type: 'string',
       requiresArg: true,
-      describe: 'N: back pressure, end the stream after N\nend-of-stream chunks, one per producer\n(default 1)',
+      describe: 'N: back pressure: the stream ends after N\nend-of-stream chunks (one per producer),\ncounted by all consumers together\n(default 1, at most 1000000)',
     },
   },
   status: {
@@ -184,7 +188,7 @@ export function parseCommandLine(args: string[], environment: NodeJS.ProcessEnv)
     options.records = argv.lines ? 'lines' : argv.null ? 'null' : 'bytes';
   } else {
     if (argv.replay !== undefined) options.replay = argv.replay === true;
-    if (argv.producers !== undefined) options.producers = parseWholeNumber('--producers', argv.producers, 1);
+    if (argv.producers !== undefined) options.producers = parseProducers(argv.producers);
   }
   return { kind: 'run', command, options, verbose };
 }

@@ -9,6 +9,7 @@ import koffi from 'koffi';
 
 const libc = koffi.load('libc.so.6');
 
+export const LOCK_SH = 1;
 export const LOCK_EX = 2;
 export const LOCK_NB = 4;
 export const LOCK_UN = 8;
@@ -20,20 +21,6 @@ const flockFn = libc.func('int flock(int fd, int operation)');
 /** flock(2); returns 0 or the errno of the failure. */
 export function flock(fd: number, operation: number): number {
   return flockFn(fd, operation) === 0 ? 0 : koffi.errno();
-}
-
-/**
- * flock(2) on one of koffi's worker threads, for the blocking wait of a
- * contended lock: the event loop stays free for signals and I/O. Resolves
- * to 0 or -1 (errno is not carried across threads; callers retry).
- */
-export function flockOffThread(fd: number, operation: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    flockFn.async(fd, operation, (error: unknown, result: number) => {
-      if (error) reject(error);
-      else resolve(result);
-    });
-  });
 }
 
 const PollFd = koffi.struct('filebus_pollfd', { fd: 'int', events: 'short', revents: 'short' });
