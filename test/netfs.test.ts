@@ -13,7 +13,7 @@ import { type TestContext, afterEach, describe, expect, test } from 'vitest';
 import { openBus } from '../src/bus/open.js';
 import { readChunk } from '../src/bus/read.js';
 import { fileSystemOf } from '../src/sys/fstype.js';
-import { type Proc, filebus, lockHeld, openFiles, run, sha256, stop, tempDir, until, writeLinesAtRate } from './helpers.js';
+import { type Proc, asleepInEventLoop, filebus, lockHeld, openFiles, run, sha256, stop, tempDir, until, writeLinesAtRate } from './helpers.js';
 
 /**
  * attr_timeout=0,entry_timeout=0: every stat and open asks the daemon, so a
@@ -130,12 +130,20 @@ describe('the view behaves like an NFS client', () => {
       // A 60 s poll: anything delivered within the few seconds below came by notification.
       const args = (dir: string) => ['--filename', path.join(dir, 'bus'), '--sleep-interval', '60'];
       const fromSrc = started(views, filebus([...args(views.src), 'producer']));
-      // A first chunk, there before the consumers start: once each printed it, each is up and waiting.
+      // A first chunk, there before the consumers start.
       fromSrc.child.stdin!.write('already there\n');
       await until(() => fs.existsSync(path.join(views.src, 'bus')), 10_000, 'the first chunk');
       const onView = started(views, filebus([...args(views.view), 'consumer'], { stdin: 'ignore' }));
       const onSrc = started(views, filebus([...args(views.src), 'consumer'], { stdin: 'ignore' }));
       await Promise.all([onView, onSrc].map((consumer) => consumer.waitFor((out) => out.toString() === 'already there\n')));
+      // Printed is not yet waiting: right after a chunk a consumer looks at the
+      // bus once more without waiting, and a chunk published before that look
+      // is seen by it, not by a notification (under load that look came tens of
+      // ms after the print, after the next chunk). Asleep after the print, each
+      // has made that look and waits for a hint or its 60 s poll.
+      for (const consumer of [onView, onSrc]) {
+        await until(() => asleepInEventLoop(consumer.child.pid!), 10_000, 'the consumer to wait');
+      }
 
       fromSrc.child.stdin!.write('from the source\n');
       await onSrc.waitFor((out) => out.toString().endsWith('from the source\n'), 5000);
