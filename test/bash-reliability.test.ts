@@ -753,6 +753,26 @@ describe('SIGKILL to a bash process leaves no child of it running', () => {
     await killLeavesNoOrphan(consumer, children);
   });
 
+  test('without setpriv --pdeathsig, a watchdog of its own ends the inotifywait soon after', async () => {
+    const dir = tempDir();
+    const bus = path.join(dir, 'bus');
+    // A setpriv from before util-linux 2.33, which has no --pdeathsig.
+    const bin = path.join(dir, 'bin');
+    fs.mkdirSync(bin);
+    fs.writeFileSync(path.join(bin, 'setpriv'), "#!/bin/sh\necho \"setpriv: unrecognized option '--pdeathsig'\" >&2\nexit 1\n", { mode: 0o755 });
+    const consumer = filebus(['--filename', bus, 'consumer'], { ...bash, stdin: 'ignore', env: { PATH: `${bin}:${process.env.PATH}` } });
+    const pid = consumer.child.pid!;
+    await until(() => childNamed(pid, 'inotifywait') && waitsOnBus(pid), 10_000, 'the consumer to watch the bus');
+    const children = childrenOf(pid);
+    // inotifywait itself, not under setpriv, and the watchdog subshell.
+    expect(children.map(({ comm }) => comm).sort()).toEqual(['bash', 'inotifywait']);
+    // It still works: a chunk reaches it.
+    const producer = filebus(['--filename', bus, 'producer']);
+    producer.child.stdin!.end('watched\n');
+    expect((await consumer.waitForBytes(8)).toString()).toBe('watched\n');
+    await killLeavesNoOrphan(consumer, children);
+  });
+
   test('a consumer blocked writing a chunk to a full pipe: its cat dies with it', async () => {
     const dir = tempDir();
     const bus = path.join(dir, 'bus');
