@@ -4,7 +4,8 @@
 # (lock, staging file, chunk identity, end-of-stream) is docs/protocol.md; this
 # file must stay interoperable with the TypeScript and the original tools.
 #
-# Needs bash >= 5, coreutils and util-linux (flock); inotifywait is optional.
+# Needs bash >= 5, coreutils and util-linux (flock; setpriv >= 2.33 so that
+# children die with us on SIGKILL); inotifywait is optional.
 set -u
 # Byte semantics for ${#var} and ${var:o:n}, and a '.' in $EPOCHREALTIME.
 export LC_ALL=C
