@@ -67,7 +67,7 @@ function onSignals(onFirst: (status: number) => void, onSecond?: () => void): vo
 
 async function runProducer({ options, verbose }: Run): Promise<void> {
   const { createProducer, produceFrom } = await import('../src/producer.js');
-  const producer = createProducer({ ...options, log: logger(verbose) });
+  const producer = createProducer({ ...options, blockingWait: true, log: logger(verbose) });
   const finished = new Promise<void>((resolve, reject) => {
     producer.on('finish', resolve);
     producer.on('error', reject);
@@ -109,7 +109,8 @@ async function runProducer({ options, verbose }: Run): Promise<void> {
 
 async function runConsumer({ options, verbose }: Run): Promise<void> {
   const { consume } = await import('../src/consumer.js');
-  const { growPipe, peerClosed } = await import('../src/sys/libc.js');
+  const { growPipe, peerClosed, setNonBlocking } = await import('../src/sys/libc.js');
+  const { writeAll } = await import('../src/sys/output.js');
   const { MissedReporter } = await import('../src/cli/missed.js');
   const missed = new MissedReporter((line) => process.stderr.write(line));
   const stop = new AbortController();
@@ -124,30 +125,36 @@ async function runConsumer({ options, verbose }: Run): Promise<void> {
     exitStatus = 141;
     stop.abort();
   };
-  // Errors also reach the write callback below, which tells them apart.
-  process.stdout.on('error', () => {});
   const stdoutStat = fs.fstatSync(1);
   if (stdoutStat.isFIFO() || stdoutStat.isSocket()) {
     setInterval(() => peerClosed(1) && stdoutGone(), 200).unref();
+    setNonBlocking(1);
   }
   // Room for a whole chunk in the pipe: one write, one wake-up of the reader.
   if (stdoutStat.isFIFO() && options.blockSize > 65536) growPipe(1, Math.min(options.blockSize, 1 << 20));
-  const writeOut = (chunk: Buffer): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const onAbort = () => reject(stop.signal.reason);
-      stop.signal.addEventListener('abort', onAbort, { once: true });
-      process.stdout.write(chunk, (error) => {
-        stop.signal.removeEventListener('abort', onAbort);
-        if (!error) return resolve();
-        // Only a reader that went away is the quiet SIGPIPE-like ending; a
-        // full disk or an I/O error under stdout is an error to report.
-        if (errnoCode(error) === 'EPIPE') stdoutGone();
-        reject(errnoCode(error) === 'EPIPE' ? error : busError('write', 'standard output', error));
-      });
-    });
+  // Straight to fd 1 with write(2), not through process.stdout: no stream
+  // machinery, callback or event-loop turn per chunk (process.stdout is
+  // synchronous for files and pipes on Linux anyway).
+  const writeOut = (chunk: Buffer): Promise<void> | undefined => {
+    try {
+      const rest = writeAll(1, chunk, stop.signal);
+      return rest?.catch(writeFailed);
+    } catch (error) {
+      return writeFailed(error);
+    }
+  };
+  // Only a reader that went away is the quiet SIGPIPE-like ending; a full
+  // disk or an I/O error under stdout is an error to report.
+  const writeFailed = (error: unknown): never => {
+    if (errnoCode(error) === 'EPIPE') {
+      stdoutGone();
+      throw error;
+    }
+    throw stop.signal.aborted ? error : busError('write', 'standard output', error);
+  };
   log(verbose, `consumer on ${options.filename} (${options.backPressure ? 'back-pressure' : 'multicast'})`);
   try {
-    await consume({ ...options, signal: stop.signal, reuseBuffers: true, log: logger(verbose), onMissed: (gap) => missed.add(gap) }, writeOut);
+    await consume({ ...options, signal: stop.signal, reuseBuffers: true, blockingWait: true, log: logger(verbose), onMissed: (gap) => missed.add(gap) }, writeOut);
   } catch (error) {
     if (!stop.signal.aborted) throw error;
   } finally {

@@ -15,8 +15,11 @@ import { StreamEnds } from './bus/ends.js';
 /** First retry after finding the lock busy; doubles up to the poll interval. */
 const FIRST_BACKOFF_MS = 0.5;
 
-/** What a consumer does with a chunk; resolves once the chunk is safely handed on. */
-export type Deliver = (chunk: Buffer) => Promise<void>;
+/**
+ * What a consumer does with a chunk; resolves once the chunk is safely
+ * handed on. A deliver that finishes synchronously may return nothing.
+ */
+export type Deliver = (chunk: Buffer) => Promise<void> | void;
 
 /**
  * Takes chunks one at a time until the end-of-stream chunk, or with
@@ -34,7 +37,10 @@ export async function consumeQueue(bus: Bus, deliver: Deliver, signal?: AbortSig
       try {
         // An empty chunk marks the end of a stream; removing it tells the
         // producer (and any other consumer) it was seen.
-        if (data.length > 0) await deliver(data);
+        if (data.length > 0) {
+          const delivered = deliver(data);
+          if (delivered) await delivered;
+        }
         else if (ends) last = ends.count();
         remove(file);
       } finally {
@@ -61,36 +67,53 @@ async function joinStream(bus: Bus, signal?: AbortSignal): Promise<StreamEnds> {
  * not held) when `ends` says the stream has ended.
  */
 async function take(bus: Bus, signal?: AbortSignal, scratch?: ScratchBuffer, ends?: StreamEnds): Promise<Buffer | undefined> {
-  const { file } = bus.options.paths;
-  // With a shared count, the end may come from another consumer while no chunk does.
-  const ended = () => ends !== undefined && bus.lock.tryAcquire() && endedLocked(bus, ends);
+  const look = () => tryTake(bus, scratch, ends);
   for (let backoff = FIRST_BACKOFF_MS; ; backoff *= 2) {
-    const found = await bus.watcher.until(() => (chunkPresent(file) ? true : ended() ? false : undefined), signal);
-    if (!found) return undefined;
+    signal?.throwIfAborted();
+    const found = bus.watcher.poll(look) ?? (await bus.watcher.until(look, signal));
+    if (found === ENDED) return undefined;
+    if (found !== BUSY) return found;
     // The lock is busy: another consumer is taking this chunk, or the
     // producer is between its rename and its unlock. Queueing on the lock
     // would only crowd out the producer; no notification marks the lock's
-    // release, so look again soon, then less and less often.
-    if (!bus.lock.tryAcquire()) {
-      await bus.watcher.nextHint(signal, backoff);
-      continue;
-    }
-    let chunk;
-    try {
-      // A chunk published after our stream ended belongs to the next run's consumers.
-      if (ends?.ended()) {
-        bus.lock.release();
-        return undefined;
-      }
-      chunk = readChunk(file, scratch, bus.fileSystem.shared);
-    } catch (error) {
-      bus.lock.release();
-      throw error;
-    }
-    // Another consumer took it between our check and the lock.
-    if (chunk !== undefined) return chunk.data;
-    bus.lock.release();
+    // release (except its holder's close of F.lock, which a blocking
+    // watcher sees), so look again soon, then less and less often.
+    await bus.watcher.nextHint(signal, backoff);
   }
+}
+
+const BUSY = Symbol('lock busy');
+const ENDED = Symbol('stream ended');
+
+/**
+ * One look at the bus, synchronous (the hot loop's probe): the chunk's
+ * bytes with the lock held, BUSY when another process holds the lock,
+ * ENDED when `ends` says the stream has ended, undefined when there is no
+ * chunk yet.
+ */
+function tryTake(bus: Bus, scratch?: ScratchBuffer, ends?: StreamEnds): Buffer | typeof BUSY | typeof ENDED | undefined {
+  const { file } = bus.options.paths;
+  if (!chunkPresent(file)) {
+    // With a shared count, the end may come from another consumer while no chunk does.
+    return ends !== undefined && bus.lock.tryAcquire() && endedLocked(bus, ends) ? ENDED : undefined;
+  }
+  if (!bus.lock.tryAcquire()) return BUSY;
+  let chunk;
+  try {
+    // A chunk published after our stream ended belongs to the next run's consumers.
+    if (ends?.ended()) {
+      bus.lock.release();
+      return ENDED;
+    }
+    chunk = readChunk(file, scratch, bus.fileSystem.shared);
+  } catch (error) {
+    bus.lock.release();
+    throw error;
+  }
+  // Another consumer took it between our check and the lock.
+  if (chunk !== undefined) return chunk.data;
+  bus.lock.release();
+  return undefined;
 }
 
 /** With the lock just taken: whether the stream has ended; releases the lock. */

@@ -36,7 +36,7 @@ export interface ConsumeOptions extends BusOptions {
  * a slow reader costs missed chunks, never memory.
  */
 export async function consume(options: ConsumeOptions, deliver: Deliver): Promise<void> {
-  const bus = openBus(options, { writes: options.backPressure === true });
+  const bus = openBus(options, { writes: options.backPressure === true, waitsFor: 'arrival' });
   const scratch = options.reuseBuffers ? new ScratchBuffer() : undefined;
   try {
     if (bus.options.backPressure) await consumeQueue(bus, deliver, options.signal, scratch);
@@ -61,7 +61,18 @@ async function consumeMulticast(bus: Bus, deliver: Deliver, options: ConsumeOpti
     onMissed: options.onMissed,
     log: bus.options.log,
   });
-  for (;;) await deliver(await bus.watcher.until(() => cursor.next(), options.signal));
+  const next = () => cursor.next();
+  for (let afterDelivery = false; ; afterDelivery = true) {
+    options.signal?.throwIfAborted();
+    // The hot path stays synchronous (wait, read, write) while it can; the
+    // event loop gets a turn when the watcher says so. After a delivery,
+    // any change since the read raised an event, so the loop waits before
+    // it looks again, unless the cursor has older entries still to read.
+    const waitFirst = afterDelivery && !cursor.behind;
+    const chunk = bus.watcher.poll(next, { waitFirst }) ?? (await bus.watcher.until(next, options.signal));
+    const delivered = deliver(chunk);
+    if (delivered) await delivered;
+  }
 }
 
 /**

@@ -339,6 +339,14 @@ export class HistoryCursor {
     this.#options = options;
   }
 
+  /**
+   * True while entries older than `F` remain to be read: the next call may
+   * return one at once, with no notification to say so.
+   */
+  get behind(): boolean {
+    return this.#target !== undefined;
+  }
+
   /** The next chunk to deliver, or undefined when there is none yet. */
   next(): Buffer | undefined {
     if (!this.#started) this.#start();

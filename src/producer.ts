@@ -48,7 +48,7 @@ export class Producer extends Writable {
   constructor(options: BusOptions) {
     // Checked before the stream sees it, so a bad size is our UsageError, not Node's.
     super({ highWaterMark: parseBlockSize(options.blockSize ?? defaults.blockSize) });
-    this.#bus = openBus(options, { writes: true });
+    this.#bus = openBus(options, { writes: true, waitsFor: options.backPressure ? 'removal' : 'nothing' });
     this.#holdMs = this.#bus.options.backPressure ? 0 : Math.min(HOLD_MS, this.#bus.options.sleepMs);
     this.#recordHoldMs = Math.min(HOLD_MS, this.#bus.options.sleepMs);
     this.#terminator = recordTerminator(this.#bus.options.records);

@@ -700,3 +700,97 @@ test.skipIf(!tsHasHistory)('a history bus: bash producer and consumer beside Typ
   const chunks = entries.map((seq) => fs.readFileSync(path.join(`${bus}.history`, names.find((name) => Number(name) === seq)!), 'utf8'));
   expect(chunks).toEqual(Array.from({ length: 50 }, (_, i) => `bash ${250 + i}\n`));
 });
+
+/** Live (not zombie) direct children of `pid`, from the ppid field of /proc/N/stat. */
+function childrenOf(pid: number): Array<{ pid: number; comm: string }> {
+  const found: Array<{ pid: number; comm: string }> = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(ppid) === pid && state !== 'Z') found.push({ pid: Number(entry), comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
+}
+
+/** False once `pid` has exited (gone, or a zombie not yet reaped by its new parent). */
+function running(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** SIGKILLs `proc` and waits (bounded) until every child it had is gone too. */
+async function killLeavesNoOrphan(proc: Proc, children: Array<{ pid: number; comm: string }>): Promise<void> {
+  proc.child.kill('SIGKILL');
+  // Not its exit event first: that waits for its stderr pipe, which an
+  // orphan holds open.
+  try {
+    await until(() => !running(proc.child.pid!), 5_000, 'the killed bash to die');
+    await until(() => children.every(({ pid }) => !running(pid)), 5_000, 'the children of the killed bash to die');
+  } finally {
+    // Whatever the outcome, this test's processes go with it.
+    for (const { pid } of children.filter(({ pid }) => running(pid))) process.kill(pid, 'SIGKILL');
+  }
+  expect(await exitOf(proc)).toBe(137);
+}
+
+describe('SIGKILL to a bash process leaves no child of it running', () => {
+  test('a consumer: its inotifywait dies with it, on a quiet directory', async () => {
+    const bus = path.join(tempDir(), 'bus');
+    const consumer = filebus(['--filename', bus, 'consumer'], { ...bash, stdin: 'ignore' });
+    const pid = consumer.child.pid!;
+    await until(() => childNamed(pid, 'inotifywait') && waitsOnBus(pid), 10_000, 'the consumer to watch the bus');
+    const children = childrenOf(pid);
+    expect(children.map(({ comm }) => comm)).toContain('inotifywait');
+    await killLeavesNoOrphan(consumer, children);
+  });
+
+  test('without setpriv --pdeathsig, a watchdog of its own ends the inotifywait soon after', async () => {
+    const dir = tempDir();
+    const bus = path.join(dir, 'bus');
+    // A setpriv from before util-linux 2.33, which has no --pdeathsig.
+    const bin = path.join(dir, 'bin');
+    fs.mkdirSync(bin);
+    fs.writeFileSync(path.join(bin, 'setpriv'), "#!/bin/sh\necho \"setpriv: unrecognized option '--pdeathsig'\" >&2\nexit 1\n", { mode: 0o755 });
+    const consumer = filebus(['--filename', bus, 'consumer'], { ...bash, stdin: 'ignore', env: { PATH: `${bin}:${process.env.PATH}` } });
+    const pid = consumer.child.pid!;
+    await until(() => childNamed(pid, 'inotifywait') && waitsOnBus(pid), 10_000, 'the consumer to watch the bus');
+    const children = childrenOf(pid);
+    // inotifywait itself, not under setpriv, and the watchdog subshell.
+    expect(children.map(({ comm }) => comm).sort()).toEqual(['bash', 'inotifywait']);
+    // It still works: a chunk reaches it.
+    const producer = filebus(['--filename', bus, 'producer']);
+    producer.child.stdin!.end('watched\n');
+    expect((await consumer.waitForBytes(8)).toString()).toBe('watched\n');
+    await killLeavesNoOrphan(consumer, children);
+  });
+
+  test('a consumer blocked writing a chunk to a full pipe: its cat dies with it', async () => {
+    const dir = tempDir();
+    const bus = path.join(dir, 'bus');
+    // Nobody reads this pipe: once its 64 KiB are full, cat blocks for good.
+    const out = fifo(dir, 'output.fifo');
+    const consumer = filebus(['--filename', bus, '--no-file-monitoring', 'consumer'], { ...bash, stdin: 'ignore', stdout: out.fd });
+    const pid = consumer.child.pid!;
+    await until(() => waitsOnBus(pid), 10_000, 'the consumer to wait for the bus');
+    const producer = filebus(['--filename', bus, '--block-size', '1000000', 'producer'], { ...bash });
+    producer.child.stdin!.end('x'.repeat(500_000));
+    expect(await exitOf(producer)).toBe(0);
+    await until(() => childNamed(pid, 'cat'), 10_000, 'the consumer to copy the chunk out');
+    const children = childrenOf(pid);
+    expect(children.map(({ comm }) => comm)).toContain('cat');
+    try {
+      await killLeavesNoOrphan(consumer, children);
+    } finally {
+      fs.closeSync(out.fd);
+    }
+  });
+});

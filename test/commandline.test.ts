@@ -119,7 +119,7 @@ test('--impl python runs the default (TypeScript) implementation', async () => {
 });
 
 describe('--impl bash becomes the bash process', () => {
-  test('the PID is bash running filebus.bash; SIGKILL to it leaves no bash consumer behind', async () => {
+  test('the PID is bash running filebus.bash; SIGKILL to it leaves no bash consumer nor child of it behind', async () => {
     const bus = path.join(tempDir(), 'bus');
     const proc = filebus(['--impl', 'bash', '--filename', bus, 'consumer'], { stdin: 'ignore' });
     const pid = proc.child.pid!;
@@ -136,14 +136,20 @@ describe('--impl bash becomes the bash process', () => {
     const producer = filebus(['--filename', bus, 'producer']);
     producer.child.stdin!.end('to bash\n');
     expect((await proc.waitForBytes(8)).toString()).toBe('to bash\n');
+    // Its inotifywait, a child of bash, not of filebus: the helpers' cleanup
+    // does not know it, so it must die with bash.
+    const watchers = processesMentioning(path.dirname(bus)).filter(({ args }) => args.startsWith('inotifywait '));
+    expect(watchers).toHaveLength(1);
     proc.child.kill('SIGKILL');
     expect(await proc.exited).toBe(137);
     // Nothing left running the bash implementation on this bus.
     expect(processesMentioning(bus).filter(({ args }) => args.includes('filebus.bash'))).toEqual([]);
-    // Its inotifywait, though, was a child of bash, not of filebus, and
-    // outlives it (the bash implementation's to fix, e.g. with a parent-death
-    // signal); it is this test's process all the same, so it goes here.
-    for (const { pid } of processesMentioning(path.dirname(bus))) process.kill(pid, 'SIGKILL');
+    try {
+      await until(() => processesMentioning(path.dirname(bus)).length === 0, 5_000, 'the orphaned inotifywait of the bash consumer to die');
+    } finally {
+      // Only if that failed: this test's processes go with it all the same.
+      for (const { pid } of processesMentioning(path.dirname(bus))) process.kill(pid, 'SIGKILL');
+    }
   });
 
   test('its stdio is inherited (not closed on exec) and its exit status is its own', async () => {

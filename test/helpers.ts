@@ -235,16 +235,20 @@ export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(r
 export const isRoot = process.getuid?.() === 0;
 
 /**
- * True while the Node process `pid` sleeps in its event loop: its main thread
- * blocked in epoll_wait/epoll_pwait (x86_64: 232/281, /proc/PID/syscall)
- * with a timeout other than 0. A Node filebus reads the bus and writes to a
- * pipe with synchronous calls and queues nothing in between, so once a
- * consumer printed a chunk, this says it has also looked at the bus again
- * and is waiting for a hint or its poll: printing alone does not.
+ * True while the Node process `pid` sleeps waiting for the bus: its main
+ * thread blocked in epoll_wait/epoll_pwait (x86_64: 232/281,
+ * /proc/PID/syscall; the event loop) with a timeout other than 0, or in
+ * ppoll (271; the command's blocking wait on its inotify descriptor) with a
+ * timeout. A Node filebus reads the bus and writes to a pipe with
+ * synchronous calls and queues nothing in between, so once a consumer
+ * printed a chunk, this says it has also looked at the bus again and is
+ * waiting for a hint or its poll: printing alone does not.
  */
 export function asleepInEventLoop(pid: number): boolean {
   try {
-    return /^(232|281) 0x[0-9a-f]+ 0x[0-9a-f]+ 0x[0-9a-f]+ 0x[1-9a-f][0-9a-f]* /.test(fs.readFileSync(`/proc/${pid}/syscall`, 'utf8'));
+    const call = fs.readFileSync(`/proc/${pid}/syscall`, 'utf8');
+    // epoll: the 4th argument is the timeout; ppoll: the 3rd points to one.
+    return /^(232|281) 0x[0-9a-f]+ 0x[0-9a-f]+ 0x[0-9a-f]+ 0x[1-9a-f][0-9a-f]* /.test(call) || /^271 0x[0-9a-f]+ 0x[0-9a-f]+ 0x[1-9a-f][0-9a-f]* /.test(call);
   } catch {
     return false;
   }

@@ -196,3 +196,28 @@ test.each([
   expect(child.stderr()).toBe('');
   expect(holder.child.exitCode, 'the lock was held all along').toBe(null);
 });
+
+test('blockingWait: a back-pressure consume() with a synchronous deliver takes every chunk once, and an abort stops its wait', async () => {
+  const dir = tempDir();
+  const bus = path.join(dir, 'bus');
+  const records = Array.from({ length: 200 }, (_, i) => `record ${String(i).padStart(5, '0')}\n`);
+  const input = path.join(dir, 'input');
+  fs.writeFileSync(input, records.join(''));
+  const stdin = fs.openSync(input, 'r');
+  const producer = filebus(['--filename', bus, '--back-pressure', '--block-size', String(records[0]!.length), 'producer'], { stdin });
+  fs.closeSync(stdin);
+  const got: string[] = [];
+  // The producer's end marker ends this consumer: every record, in order, each once.
+  await consume({ filename: bus, backPressure: true, blockingWait: true }, (chunk) => {
+    got.push(chunk.toString());
+  });
+  expect(got).toEqual(records);
+  expect(await producer.exited).toBe(0);
+  expect(fs.existsSync(bus)).toBe(false);
+
+  // Nothing more comes: the consumer blocks in its wait until the abort.
+  const stop = new AbortController();
+  const waiting = consume({ filename: bus, backPressure: true, blockingWait: true, signal: stop.signal }, () => {});
+  setTimeout(() => stop.abort(new Error('stopped')), 50);
+  await expect(waiting).rejects.toThrow('stopped');
+});

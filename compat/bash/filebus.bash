@@ -4,7 +4,8 @@
 # (lock, staging file, chunk identity, end-of-stream) is docs/protocol.md; this
 # file must stay interoperable with the TypeScript and the original tools.
 #
-# Needs bash >= 5, coreutils and util-linux (flock); inotifywait is optional.
+# Needs bash >= 5, coreutils and util-linux (flock; setpriv >= 2.33 so that
+# children die with us on SIGKILL); inotifywait is optional.
 set -u
 # Byte semantics for ${#var} and ${var:o:n}, and a '.' in $EPOCHREALTIME.
 export LC_ALL=C
@@ -288,6 +289,7 @@ dir=${dir:-/}
 
 helper_pid=''  # a child we wait for (flock, cat, mv, dd): killed if we are
 ino_pid=''     # inotifywait
+watch_pid=''   # kills inotifywait once we are gone, where setpriv cannot
 ino_fd=''      # its events, one file name a line
 sleep_fd=''    # a pipe that never has data: read -t on it is a sleep
 io_fd=''       # a pipe for the output of stat and mkdir
@@ -313,11 +315,11 @@ stopping=0
 # shellcheck disable=SC2317 # only called from traps
 stop_children() {
 	local pid
-	for pid in $helper_pid $ino_pid; do
+	for pid in $helper_pid $ino_pid $watch_pid; do
 		# Reaped too, so that no zombie outlives us.
 		kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
 	done
-	helper_pid='' ino_pid=''
+	helper_pid='' ino_pid='' watch_pid=''
 }
 # shellcheck disable=SC2317 # only called from traps
 cleanup() {
@@ -358,6 +360,20 @@ trap cleanup EXIT
 trap 'on_signal 129' HUP
 trap 'on_signal 130' INT
 trap 'on_signal 143' TERM
+
+# SIGKILL, which no trap sees, would leave our children running under init:
+# inotifywait until an event in the directory shows it nobody reads its
+# FIFO (never, on a quiet one), cat until the reader of our output reads on,
+# and meanwhile holding the lock file's descriptor, the lock with it.  The
+# children that may block for long therefore run under `setpriv --pdeathsig
+# KILL` (util-linux >= 2.33), which the kernel kills when the thread that
+# forked them dies: bash, single-threaded, itself.  Not the others (dd reads
+# only input that is ready, mv, rm, ln): each setpriv costs an exec.  One
+# gap stays: we die between a fork and setpriv's prctl.
+orphan_guard=()
+if setpriv --pdeathsig KILL -- true 2>/dev/null; then
+	orphan_guard=(setpriv --pdeathsig KILL --)
+fi
 
 # Anything that may block for long (flock behind a consumer stuck on its
 # output, cat into a full pipe) runs in the background so that `wait`, which
@@ -420,9 +436,10 @@ start_monitor() {
 		return 0
 	fi
 	exec {ino_fd}<>"$private/events"
-	inotifywait -m -e create,moved_to,delete,moved_from,close_write --format %f -- "$dir" \
+	"${orphan_guard[@]}" inotifywait -m -e create,moved_to,delete,moved_from,close_write --format %f -- "$dir" \
 		</dev/null >"$private/events" 2>&1 &
 	ino_pid=$!
+	((${#orphan_guard[@]})) || start_watchdog
 	# Until the watch is in place events would be lost, so wait for it
 	# before the first check of the bus.
 	# We hold a write end of its FIFO too, so its death shows as silence,
@@ -444,9 +461,25 @@ start_monitor() {
 		fi
 	done
 	log "inotifywait failed (${line:-no answer}), polling every ${sleep_interval}s"
-	kill "$ino_pid" 2>/dev/null && wait "$ino_pid" 2>/dev/null
+	stop_children
 	exec {ino_fd}<&-
-	ino_fd='' ino_pid=''
+	ino_fd=''
+}
+# Without a parent-death signal: a subshell of ours that kills inotifywait
+# within a second of our death, which it sees as its parent changing (not
+# as `kill -0 $$` failing: our parent may leave us a zombie).  It only
+# sleeps on the FIFO that never has data, and holds the lock file's
+# descriptor no longer than inotifywait would.
+start_watchdog() {
+	local me=$$ ino=$ino_pid
+	(
+		stat=''
+		while IFS= read -r stat <"/proc/$BASHPID/stat" && [[ ${stat##*) } == ?" $me "* ]]; do
+			read -r -t 1 -u "$sleep_fd" stat
+		done
+		kill "$ino" 2>/dev/null
+	) </dev/null >/dev/null 2>&1 &
+	watch_pid=$!
 }
 
 # Polling step without notifications.  In a work queue the other side
@@ -573,8 +606,14 @@ lock_bus() {
 	local rc
 	while :; do
 		open_lock_file
-		run_child flock --exclusive "$lock_fd"
-		rc=$?
+		# Uncontended, the lock is ours at once; only a flock that has to
+		# wait pays for setpriv.
+		if flock --exclusive --nonblock "$lock_fd"; then
+			rc=0
+		else
+			run_child "${orphan_guard[@]}" flock --exclusive "$lock_fd"
+			rc=$?
+		fi
 		# flock killed by a signal sent to our whole process group: the
 		# lock is still wanted (a producer publishes what it read first).
 		((rc == 0 || rc > 128)) || die "cannot lock '$lockfile'"
@@ -883,7 +922,7 @@ ID_FORMAT='%d:%i:%z:%s'
 # gone) exit at once: that drops our lock, if any, and leaves F in place for
 # another consumer.  cat killed by SIGPIPE is a quiet 141.
 emit() {
-	run_child cat <&"$1" && return 0
+	run_child "${orphan_guard[@]}" cat <&"$1" && return 0
 	local rc=$?
 	((rc > 128)) || rc=1
 	exit "$rc"

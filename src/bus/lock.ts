@@ -23,11 +23,21 @@ export class BusLock {
   #dev = 0;
   #ino = 0;
   #held = false;
+  readonly #closeOnRelease: boolean;
 
-  /** `maxBackoffMs`: the longest pause between tries of a busy lock (the bus's --sleep-interval). */
-  constructor(lockPath: string, maxBackoffMs = 100) {
+  /**
+   * `maxBackoffMs`: the longest pause between tries of a busy lock (the
+   * bus's --sleep-interval). With `closeOnRelease`, each release also
+   * closes the descriptor (the next acquisition opens it again): the close
+   * raises IN_CLOSE_WRITE on `F.lock`, which is how processes that wait
+   * with inotify learn that the lock is free (flock itself raises no
+   * event). flock(1), the bash tools and Python's filelock close on release
+   * too.
+   */
+  constructor(lockPath: string, maxBackoffMs = 100, { closeOnRelease = false }: { closeOnRelease?: boolean } = {}) {
     this.path = lockPath;
     this.#maxBackoffMs = maxBackoffMs;
+    this.#closeOnRelease = closeOnRelease;
   }
 
   /**
@@ -64,6 +74,7 @@ export class BusLock {
     if (!this.#held) return;
     this.#held = false;
     flock(this.#fd, LOCK_UN);
+    if (this.#closeOnRelease) this.#closeFd();
   }
 
   /** Releases the lock if held and closes the fd. */

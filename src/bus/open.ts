@@ -10,12 +10,12 @@ import { HistoryWriter } from '../history.js';
 import { BusLock } from './lock.js';
 import { type BusOptions, type ResolvedOptions, resolveOptions } from '../options.js';
 import { type FileSystemKind, fileSystemOf } from '../sys/fstype.js';
-import { BusWatcher } from './watch.js';
+import { type WaitsFor, type Watcher, createWatcher } from './watch.js';
 
 export interface Bus {
   readonly options: ResolvedOptions;
   readonly lock: BusLock;
-  readonly watcher: BusWatcher;
+  readonly watcher: Watcher;
   /**
    * The file system of the bus directory. When it is shared (NFS, FUSE...),
    * other hosts' chunks raise no notification here: the poll finds them.
@@ -29,6 +29,12 @@ export interface Bus {
 export interface BusRole {
   /** Producers and back-pressure consumers lock and write; multicast consumers only read. */
   readonly writes: boolean;
+  /**
+   * The change of `F` this role waits for: consumers wait for a chunk to
+   * arrive, back-pressure producers for it to be taken, multicast
+   * producers for nothing. Default: any change.
+   */
+  readonly waitsFor?: WaitsFor;
 }
 
 export function openBus(busOptions: BusOptions, role: BusRole): Bus {
@@ -45,7 +51,10 @@ export function openBus(busOptions: BusOptions, role: BusRole): Bus {
   refuseLink(paths.lock);
   refuseLink(paths.staging);
   refuseLink(paths.history);
-  const lock = new BusLock(paths.lock, options.sleepMs);
+  // In a work queue the lock changes hands at every chunk, and a waiter
+  // learns of each release from the holder's close of F.lock.
+  const lockReleases = options.blockingWait && options.backPressure && role.writes;
+  const lock = new BusLock(paths.lock, options.sleepMs, { closeOnRelease: lockReleases });
   if (role.writes) {
     try {
       fs.accessSync(paths.dir, fs.constants.W_OK);
@@ -58,7 +67,10 @@ export function openBus(busOptions: BusOptions, role: BusRole): Bus {
   // Notifications still wake us at once for writers on this host; the poll,
   // which runs in every case, is what sees everyone else.
   if (fileSystem.shared) options.log(`polling every ${options.sleepMs / 1000} s: ${paths.dir} is on ${fileSystem.name}`);
-  const watcher = new BusWatcher(paths.dir, paths.base, options.sleepMs, options.fileMonitoring);
+  const watcher = createWatcher(
+    { dir: paths.dir, base: paths.base, lock: lockReleases ? paths.lock : undefined, intervalMs: options.sleepMs, monitoring: options.fileMonitoring, waitsFor: role.waitsFor ?? 'any', log: options.log },
+    options.blockingWait,
+  );
   // Opened lazily, under the lock, by the first publish.
   const history = role.writes && options.history > 0 ? new HistoryWriter(paths, options.history) : undefined;
   return {

@@ -13,9 +13,12 @@ import type { BusPaths } from '../options.js';
 export async function publish(bus: Bus, chunk: Uint8Array, signal?: AbortSignal): Promise<void> {
   const { paths, backPressure } = bus.options;
   for (;;) {
-    // chunkPresent also ends the wait with an error when F turns into a directory, a FIFO or a link.
-    if (backPressure) await bus.watcher.until(() => (chunkPresent(paths.file) ? undefined : true), signal);
-    await bus.lock.acquire(signal);
+    if (bus.options.blockingWait) await lockFreeSlot(bus, signal);
+    else {
+      // chunkPresent also ends the wait with an error when F turns into a directory, a FIFO or a link.
+      if (backPressure) await bus.watcher.until(() => (chunkPresent(paths.file) ? undefined : true), signal);
+      await bus.lock.acquire(signal);
+    }
     try {
       // Another producer may have filled the slot between our check and the lock.
       if (backPressure && chunkPresent(paths.file)) continue;
@@ -24,6 +27,30 @@ export async function publish(bus: Bus, chunk: Uint8Array, signal?: AbortSignal)
     } finally {
       bus.lock.release();
     }
+  }
+}
+
+const BUSY = Symbol('lock busy');
+/** First wait after finding the lock busy; doubles up to the poll interval. */
+const FIRST_BACKOFF_MS = 0.5;
+
+/**
+ * With a blocking watcher: waits until the slot is free (back pressure)
+ * and takes the lock, both in the hot loop. The watcher wakes when `F` is
+ * removed and when a holder closes `F.lock` (its release), so a producer
+ * neither spins on a held lock nor sends the wait to another thread; a
+ * holder that keeps the lock file open is looked at again after a
+ * doubling back-off.
+ */
+async function lockFreeSlot(bus: Bus, signal?: AbortSignal): Promise<void> {
+  const { paths, backPressure } = bus.options;
+  // chunkPresent also ends the wait with an error when F turns into a directory, a FIFO or a link.
+  const look = () => (backPressure && chunkPresent(paths.file) ? undefined : bus.lock.tryAcquire() ? true : BUSY);
+  for (let backoff = FIRST_BACKOFF_MS; ; backoff *= 2) {
+    signal?.throwIfAborted();
+    const found = bus.watcher.poll(look) ?? (await bus.watcher.until(look, signal));
+    if (found === true) return;
+    await bus.watcher.nextHint(signal, backoff);
   }
 }
 

@@ -43,6 +43,16 @@ const fcntlFn = libc.func('int fcntl(int fd, int cmd, ...)');
 const F_SETPIPE_SZ = 1031;
 
 /**
+ * Puts `fd` in non-blocking mode, as Node's own stream for a pipe does: a
+ * write(2) to a full pipe then returns at once (EAGAIN or a short count)
+ * instead of blocking the thread where no signal handler can run.
+ */
+export function setNonBlocking(fd: number): boolean {
+  const flags = fcntlFn(fd, F_GETFL, 'int', 0);
+  return flags >= 0 && fcntlFn(fd, F_SETFL, 'int', flags | O_NONBLOCK) >= 0;
+}
+
+/**
  * Asks for a pipe buffer of at least `bytes` (Linux rounds up to a power of
  * two; unprivileged processes are capped by /proc/sys/fs/pipe-max-size, 1 MiB
  * by default). A 64 KiB pipe makes every large chunk cost many wake-ups of

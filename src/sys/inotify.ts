@@ -1,0 +1,174 @@
+/**
+ * inotify(7) through koffi, for a thread that waits for the bus by
+ * blocking in poll(2). Node's own `fs.watch` takes no event mask: it
+ * reports every event on the directory (a publish raises four or five:
+ * create and modify of `F.__new__`, moved-from, moved-to) and each one is
+ * a wake-up of the event loop and a callback. Here the kernel filters: a
+ * role asks only for the event it waits for, so a consumer wakes once per
+ * chunk.
+ */
+import fs from 'node:fs';
+import koffi from 'koffi';
+
+const libc = koffi.load('libc.so.6');
+const inotifyInit1 = libc.func('int inotify_init1(int flags)');
+const inotifyAddWatch = libc.func('int inotify_add_watch(int fd, const char *path, uint32_t mask)');
+// Buffers passed as void * are used in place: no copy in or out.
+const ppollFn = libc.func('int ppoll(void *fds, unsigned long nfds, void *timeout, void *sigmask)');
+const readFn = libc.func('long read(int fd, void *buf, unsigned long count)');
+
+export const IN_MOVED_TO = 0x80;
+export const IN_CREATE = 0x100;
+export const IN_DELETE = 0x200;
+export const IN_MOVED_FROM = 0x40;
+const IN_CLOSE_WRITE = 0x8;
+const IN_Q_OVERFLOW = 0x4000;
+const IN_IGNORED = 0x8000;
+const IN_ONLYDIR = 0x1000000;
+const IN_NONBLOCK = 0o4000;
+const IN_CLOEXEC = 0o2000000;
+
+export const POLLIN = 0x001;
+
+/**
+ * poll(2) with a timeout in (fractional) milliseconds: ppoll takes a
+ * timespec, so a 0.1 ms back-off is 0.1 ms, not poll's whole millisecond.
+ */
+function pollMs(fds: Buffer | null, count: number, timeoutMs: number): number {
+  const ns = Math.max(0, Math.round(timeoutMs * 1e6));
+  timespec.writeBigInt64LE(BigInt(Math.floor(ns / 1e9)), 0);
+  timespec.writeBigInt64LE(BigInt(ns % 1e9), 8);
+  return ppollFn(fds, count, timespec, null);
+}
+const timespec = Buffer.alloc(16);
+export const POLLOUT = 0x004;
+const EINTR = 4;
+
+/** What one wait ended with. */
+export type Wake = 'event' | 'timeout' | 'interrupted';
+
+/**
+ * One inotify instance watching one directory for changes of one name in
+ * it. Not thread-safe; one per waiting thread.
+ */
+export class DirectoryWatch {
+  readonly #fd: number;
+  readonly #name: Buffer;
+  /** One pollfd (int fd; short events; short revents). */
+  readonly #pollfd = Buffer.alloc(8);
+  /** Enough for a burst of events; the kernel never splits one. */
+  readonly #events = Buffer.alloc(16 * 1024);
+  #alive = true;
+  /** Watch descriptor of `F.lock`, -1 when none. */
+  readonly #lockWatch: number;
+
+  /**
+   * Watches `dir` for `mask` (IN_* bits) on entries called `name`. Throws
+   * with the errno when inotify is unavailable (ENOSPC: too many watches;
+   * ENOSYS; EMFILE).
+   */
+  constructor(dir: string, name: string, mask: number, lockFile?: string) {
+    const fd = inotifyInit1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fd < 0) throw errnoError('inotify_init1', koffi.errno());
+    const dirWatch = mask === 0 ? -1 : inotifyAddWatch(fd, dir, mask | IN_ONLYDIR);
+    if (mask !== 0 && dirWatch < 0) {
+      const errno = koffi.errno();
+      fs.closeSync(fd);
+      throw errnoError(`inotify_add_watch ${dir}`, errno);
+    }
+    // The lock file is never replaced, so a watch on the file itself holds.
+    // Best effort: without it a waiter for the lock falls back to its back-off.
+    this.#lockWatch = lockFile === undefined ? -1 : inotifyAddWatch(fd, lockFile, IN_CLOSE_WRITE);
+    this.#fd = fd;
+    this.#name = Buffer.from(name);
+    this.#pollfd.writeInt32LE(fd, 0);
+    this.#pollfd.writeInt16LE(POLLIN, 4);
+  }
+
+  /** False once the directory's watch is gone (the directory was removed): polling carries on alone. */
+  get alive(): boolean {
+    return this.#alive;
+  }
+
+  /**
+   * Blocks until an event for our name arrives or `timeoutMs` passes (or a
+   * signal interrupts the wait). Events for other names are read and
+   * dropped on the way.
+   */
+  wait(timeoutMs: number): Wake {
+    let deadline: number | undefined;
+    for (;;) {
+      this.#pollfd.writeInt16LE(0, 6);
+      const ready = pollMs(this.#pollfd, 1, timeoutMs);
+      if (ready < 0) return koffi.errno() === EINTR ? 'interrupted' : 'timeout';
+      if (ready === 0) return 'timeout';
+      if (this.#drain()) return 'event';
+      if (!this.#alive) return 'timeout';
+      // Only other names' events: wait out the rest of the timeout.
+      deadline ??= performance.now() + timeoutMs;
+      timeoutMs = deadline - performance.now();
+      if (timeoutMs <= 0) return 'timeout';
+    }
+  }
+
+  close(): void {
+    if (this.#fd < 0) return;
+    try {
+      fs.closeSync(this.#fd);
+    } catch {}
+    this.#alive = false;
+  }
+
+  /** Reads every queued event; true when one concerns our name (or the queue overflowed). */
+  #drain(): boolean {
+    let hit = false;
+    for (;;) {
+      // read(2) through koffi, not fs.readSync: an empty queue (EAGAIN) is
+      // a plain -1 here, not a thrown Error.
+      const length = Number(readFn(this.#fd, this.#events, this.#events.length));
+      if (length <= 0) return hit;
+      for (let offset = 0; offset + 16 <= length; ) {
+        const watch = this.#events.readInt32LE(offset);
+        const mask = this.#events.readUInt32LE(offset + 4);
+        const nameLength = this.#events.readUInt32LE(offset + 12);
+        if (mask & IN_Q_OVERFLOW) hit = true;
+        else if (watch === this.#lockWatch) hit ||= (mask & IN_CLOSE_WRITE) !== 0;
+        else if (mask & IN_IGNORED) this.#alive = false;
+        else if (this.#named(offset + 16, nameLength)) hit = true;
+        offset += 16 + nameLength;
+      }
+      // A full buffer may have left events queued.
+      if (length < this.#events.length - 4096) return hit;
+    }
+  }
+
+  /** The event's name is NUL-padded to `length` bytes. */
+  #named(start: number, length: number): boolean {
+    const name = this.#name;
+    if (length < name.length) return false;
+    if (this.#events.compare(name, 0, name.length, start, start + name.length) !== 0) return false;
+    return length === name.length || this.#events[start + name.length] === 0;
+  }
+}
+
+/**
+ * Blocks until `fd` can take more bytes (POLLOUT), `timeoutMs` passes, or
+ * a signal interrupts; true when writable (or in error: the write that
+ * follows reports it).
+ */
+export function waitWritable(fd: number, timeoutMs: number): boolean {
+  const pollfd = Buffer.alloc(8);
+  pollfd.writeInt32LE(fd, 0);
+  pollfd.writeInt16LE(POLLOUT, 4);
+  return pollMs(pollfd, 1, timeoutMs) > 0;
+}
+
+/** Blocks the thread for `ms` (interrupted early by a signal). */
+export function sleepSync(ms: number): Wake {
+  const ready = pollMs(null, 0, ms);
+  return ready < 0 && koffi.errno() === EINTR ? 'interrupted' : 'timeout';
+}
+
+function errnoError(call: string, errno: number): Error {
+  return Object.assign(new Error(`${call} failed, errno ${errno}`), { errno });
+}
