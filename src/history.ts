@@ -74,7 +74,14 @@ function listEntries(dir: string): number[] {
  * outside the bus. Returns the lstat, undefined when it is missing.
  */
 function lstatHistory(dir: string): fs.Stats | undefined {
-  const st = fs.lstatSync(dir, { throwIfNoEntry: false });
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.lstatSync(dir, { throwIfNoEntry: false });
+  } catch (error) {
+    // A component of the path is a file: no history there, as for a missing one.
+    if (errnoCode(error) === 'ENOTDIR') return undefined;
+    throw busError('look at', dir, error);
+  }
   if (st?.isSymbolicLink()) throw symlinkError(dir);
   return st;
 }

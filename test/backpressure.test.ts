@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { createConsumer, createProducer } from '../src/index.js';
-import { type Proc, asleepInEventLoop, cli, cpuSeconds, filebus, hasStackTrace, openFiles, run, sha256, tempDir, until, waitForFile, within } from './helpers.js';
+import { type Proc, cli, cpuSeconds, filebus, hasStackTrace, run, sha256, tempDir, until, waitForFile, within } from './helpers.js';
 
 const RECORD = 100;
 
@@ -375,7 +375,10 @@ describe('several producers: consumers given --producers N end after N end-of-st
       const args = ['--filename', bus, '--back-pressure'];
       const consumer = filebus([...args, 'consumer', '--producers', '2'], { stdin: 'ignore' });
       const pid = consumer.child.pid!;
-      await until(() => openFiles(pid).includes(`${bus}.ends`) && asleepInEventLoop(pid), 10_000, 'the consumer to join the count');
+      // Joined once it holds its shared flock on F.ends, the last step of joining (/proc/locks: "FLOCK ADVISORY READ <pid> <dev>:<ino> ...").
+      const ino = fs.statSync(`${bus}.ends`).ino;
+      const joined = new RegExp(`FLOCK\\s+ADVISORY\\s+READ\\s+${pid}\\s+\\S+:${ino}\\s`);
+      await until(() => joined.test(fs.readFileSync('/proc/locks', 'latin1')), 10_000, 'the consumer to join the count');
       fs.writeFileSync(`${bus}.ends`, torn);
       for (const name of ['one', 'two']) {
         const producer = filebus([...args, 'producer']);
