@@ -11,9 +11,7 @@ import { type Bus, chunkPresent } from './bus/open.js';
 import { busError, errnoCode } from './errors.js';
 import { type ScratchBuffer, readChunk } from './bus/read.js';
 import { StreamEnds } from './bus/ends.js';
-
-/** First retry after finding the lock busy; doubles up to the poll interval. */
-const FIRST_BACKOFF_MS = 0.5;
+import { BUSY, untilFree } from './bus/watch.js';
 
 /**
  * What a consumer does with a chunk; resolves once the chunk is safely
@@ -54,7 +52,7 @@ export async function consumeQueue(bus: Bus, deliver: Deliver, signal?: AbortSig
 }
 
 async function joinStream(bus: Bus, signal?: AbortSignal): Promise<StreamEnds> {
-  await bus.lock.acquire(signal);
+  await bus.lock.acquire(bus.watcher, signal);
   try {
     return new StreamEnds(bus.options.paths.ends, bus.options.producers);
   } finally {
@@ -68,21 +66,13 @@ async function joinStream(bus: Bus, signal?: AbortSignal): Promise<StreamEnds> {
  */
 async function take(bus: Bus, signal?: AbortSignal, scratch?: ScratchBuffer, ends?: StreamEnds): Promise<Buffer | undefined> {
   const look = () => tryTake(bus, scratch, ends);
-  for (let backoff = FIRST_BACKOFF_MS; ; backoff *= 2) {
-    signal?.throwIfAborted();
-    const found = bus.watcher.poll(look) ?? (await bus.watcher.until(look, signal));
-    if (found === ENDED) return undefined;
-    if (found !== BUSY) return found;
-    // The lock is busy: another consumer is taking this chunk, or the
-    // producer is between its rename and its unlock. Queueing on the lock
-    // would only crowd out the producer; no notification marks the lock's
-    // release (except its holder's close of F.lock, which a blocking
-    // watcher sees), so look again soon, then less and less often.
-    await bus.watcher.nextHint(signal, backoff);
-  }
+  // BUSY: another consumer is taking this chunk, or the producer is
+  // between its rename and its unlock; queueing on the lock would only
+  // crowd out the producer, so untilFree looks again after a back-off.
+  const found = await untilFree(bus.watcher, look, signal);
+  return found === ENDED ? undefined : found;
 }
 
-const BUSY = Symbol('lock busy');
 const ENDED = Symbol('stream ended');
 
 /**

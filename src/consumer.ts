@@ -37,7 +37,7 @@ export interface ConsumeOptions extends BusOptions {
  */
 export async function consume(options: ConsumeOptions, deliver: Deliver): Promise<void> {
   const bus = openBus(options, { writes: options.backPressure === true, waitsFor: 'arrival' });
-  const scratch = options.reuseBuffers ? new ScratchBuffer() : undefined;
+  const scratch = options.reuseBuffers ? new ScratchBuffer({ collect: bus.options.blockingWait }) : undefined;
   try {
     if (bus.options.backPressure) await consumeQueue(bus, deliver, options.signal, scratch);
     else await consumeMulticast(bus, deliver, options, scratch);

@@ -8,17 +8,15 @@ import fs from 'node:fs';
 import { BusError, busError, errnoCode } from '../errors.js';
 import { symlinkError } from './open.js';
 import { EINTR, EWOULDBLOCK, LOCK_EX, LOCK_NB, LOCK_UN, flock } from '../sys/libc.js';
+import { BUSY, type Watcher, untilFree } from './watch.js';
 
-/** How long to retry a contended lock before backing off. */
+/** How long `acquire` retries a contended lock before backing off. */
 const SPIN_MS = 0.1;
-/** First pause after the lock stayed busy through a spin; doubles up to the poll interval. */
-const FIRST_BACKOFF_MS = 0.5;
 /** How long `tryAcquire` retries: covers a rename-to-unlock window, not a consumer's whole turn. */
 const TRY_SPIN_MS = 0.02;
 
 export class BusLock {
   readonly path: string;
-  readonly #maxBackoffMs: number;
   #fd = -1;
   #dev = 0;
   #ino = 0;
@@ -26,33 +24,28 @@ export class BusLock {
   readonly #closeOnRelease: boolean;
 
   /**
-   * `maxBackoffMs`: the longest pause between tries of a busy lock (the
-   * bus's --sleep-interval). With `closeOnRelease`, each release also
-   * closes the descriptor (the next acquisition opens it again): the close
-   * raises IN_CLOSE_WRITE on `F.lock`, which is how processes that wait
-   * with inotify learn that the lock is free (flock itself raises no
-   * event). flock(1), the bash tools and Python's filelock close on release
-   * too.
+   * With `closeOnRelease`, each release also closes the descriptor (the
+   * next acquisition opens it again): the close raises IN_CLOSE_WRITE on
+   * `F.lock`, which is how processes that wait with inotify learn that the
+   * lock is free (flock itself raises no event). flock(1), the bash tools
+   * and Python's filelock close on release too.
    */
-  constructor(lockPath: string, maxBackoffMs = 100, { closeOnRelease = false }: { closeOnRelease?: boolean } = {}) {
+  constructor(lockPath: string, { closeOnRelease = false }: { closeOnRelease?: boolean } = {}) {
     this.path = lockPath;
-    this.#maxBackoffMs = maxBackoffMs;
     this.#closeOnRelease = closeOnRelease;
   }
 
   /**
-   * Takes the lock, waiting as long as another process holds it. The fd on
-   * `F.lock` stays open between acquisitions (one open per process, not per
-   * chunk); every acquisition still re-checks that it is the file the path
-   * names now, as the protocol asks.
+   * Takes the lock, waiting as long as another process holds it: polled
+   * through the bus's watcher with a back-off (`untilFree`), never a
+   * blocking flock(2) on a worker thread, which an abort could not
+   * interrupt and which libuv joins at exit (a process waiting for a lock
+   * held elsewhere could then neither stop nor exit). Every acquisition
+   * re-checks that the fd is on the file the path names now, as the
+   * protocol asks.
    */
-  async acquire(signal?: AbortSignal): Promise<void> {
-    for (let backoff = FIRST_BACKOFF_MS; ; backoff = Math.min(2 * backoff, this.#maxBackoffMs)) {
-      signal?.throwIfAborted();
-      const errno = this.#attempt(SPIN_MS);
-      if (errno === EWOULDBLOCK) await pause(backoff, signal);
-      else if (this.#granted(errno)) return;
-    }
+  async acquire(watcher: Watcher, signal?: AbortSignal): Promise<void> {
+    await untilFree(watcher, () => (this.tryAcquire(SPIN_MS) ? true : BUSY), signal);
   }
 
   /**
@@ -62,9 +55,9 @@ export class BusLock {
    * is taking the one chunk there is, and queueing behind it would only
    * crowd out the producer.
    */
-  tryAcquire(): boolean {
+  tryAcquire(spinMs = TRY_SPIN_MS): boolean {
     for (;;) {
-      const errno = this.#attempt(TRY_SPIN_MS);
+      const errno = this.#attempt(spinMs);
       if (errno === EWOULDBLOCK) return false;
       if (this.#granted(errno)) return true;
     }
@@ -153,25 +146,6 @@ export class BusLock {
     return false;
   }
 
-}
-
-/**
- * The wait between tries of a busy lock. Polling, not a blocking flock(2)
- * on a worker thread: such a thread cannot be interrupted, and libuv joins
- * its threads at exit, so a process waiting for a lock held by someone else
- * could neither be stopped by an abort nor exit until the holder let go.
- * An abort ends the pause at once, and leaves nothing behind.
- */
-function pause(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }
 
 function errnoName(errno: number): string {

@@ -54,7 +54,7 @@ export function openBus(busOptions: BusOptions, role: BusRole): Bus {
   // In a work queue the lock changes hands at every chunk, and a waiter
   // learns of each release from the holder's close of F.lock.
   const lockReleases = options.blockingWait && options.backPressure && role.writes;
-  const lock = new BusLock(paths.lock, options.sleepMs, { closeOnRelease: lockReleases });
+  const lock = new BusLock(paths.lock, { closeOnRelease: lockReleases });
   if (role.writes) {
     try {
       fs.accessSync(paths.dir, fs.constants.W_OK);

@@ -9,6 +9,7 @@ import { type Bus, checkRegular, chunkPresent, symlinkError } from './open.js';
 import { BusError, busError, errnoCode } from '../errors.js';
 import type { HistoryWriter } from '../history.js';
 import type { BusPaths } from '../options.js';
+import { BUSY, untilFree } from './watch.js';
 
 export async function publish(bus: Bus, chunk: Uint8Array, signal?: AbortSignal): Promise<void> {
   const { paths, backPressure } = bus.options;
@@ -17,7 +18,7 @@ export async function publish(bus: Bus, chunk: Uint8Array, signal?: AbortSignal)
     else {
       // chunkPresent also ends the wait with an error when F turns into a directory, a FIFO or a link.
       if (backPressure) await bus.watcher.until(() => (chunkPresent(paths.file) ? undefined : true), signal);
-      await bus.lock.acquire(signal);
+      await bus.lock.acquire(bus.watcher, signal);
     }
     try {
       // Another producer may have filled the slot between our check and the lock.
@@ -29,10 +30,6 @@ export async function publish(bus: Bus, chunk: Uint8Array, signal?: AbortSignal)
     }
   }
 }
-
-const BUSY = Symbol('lock busy');
-/** First wait after finding the lock busy; doubles up to the poll interval. */
-const FIRST_BACKOFF_MS = 0.5;
 
 /**
  * With a blocking watcher: waits until the slot is free (back pressure)
@@ -46,12 +43,7 @@ async function lockFreeSlot(bus: Bus, signal?: AbortSignal): Promise<void> {
   const { paths, backPressure } = bus.options;
   // chunkPresent also ends the wait with an error when F turns into a directory, a FIFO or a link.
   const look = () => (backPressure && chunkPresent(paths.file) ? undefined : bus.lock.tryAcquire() ? true : BUSY);
-  for (let backoff = FIRST_BACKOFF_MS; ; backoff *= 2) {
-    signal?.throwIfAborted();
-    const found = bus.watcher.poll(look) ?? (await bus.watcher.until(look, signal));
-    if (found === true) return;
-    await bus.watcher.nextHint(signal, backoff);
-  }
+  await untilFree(bus.watcher, look, signal);
 }
 
 /**

@@ -40,13 +40,24 @@ const COLLECT_BYTES = 32 << 20;
  */
 export class ScratchBuffer {
   #buffer = Buffer.alloc(0);
+  readonly #collect: boolean;
+
+  /**
+   * `collect`: force a garbage collection after dropping a huge buffer (see
+   * `collectSoon`). Only for a process that does nothing but move chunks
+   * (the command, `blockingWait`): it changes V8's flags, which a library
+   * user's process should never have done to it behind its back.
+   */
+  constructor(options: { collect?: boolean } = {}) {
+    this.#collect = options.collect ?? false;
+  }
 
   get(size: number): Buffer {
     const length = this.#buffer.length;
     if (length < size) this.#buffer = Buffer.allocUnsafe(Math.max(size, Math.min(2 * length, KEEP_BYTES)));
     else if (length > KEEP_BYTES && size < length / 2) {
       this.#buffer = Buffer.allocUnsafe(Math.max(size, KEEP_BYTES));
-      if (length >= COLLECT_BYTES) collectSoon();
+      if (this.#collect && length >= COLLECT_BYTES) collectSoon();
     }
     return this.#buffer.subarray(0, size);
   }

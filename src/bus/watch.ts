@@ -80,6 +80,27 @@ export interface WatchTarget {
   readonly log: (message: string) => void;
 }
 
+/** A probe's answer that the bus is held by another process (its lock is taken): look again after a back-off. */
+export const BUSY: unique symbol = Symbol('busy');
+
+/** First look after BUSY; doubles up to the poll interval (`nextHint`'s cap). */
+const FIRST_BACKOFF_MS = 0.5;
+
+/**
+ * `until` for a probe that may find the lock held. Nothing marks a lock's
+ * release but its holder's close of `F.lock`, which only a blocking
+ * watcher of a lock-closing bus sees; so after BUSY, look again soon, then
+ * less and less often. The synchronous `poll` goes first, for hot loops.
+ */
+export async function untilFree<T>(watcher: Watcher, probe: () => T | typeof BUSY | undefined, signal?: AbortSignal): Promise<T> {
+  for (let backoff = FIRST_BACKOFF_MS; ; backoff *= 2) {
+    signal?.throwIfAborted();
+    const found = watcher.poll(probe) ?? (await watcher.until(probe, signal));
+    if (found !== BUSY) return found;
+    await watcher.nextHint(signal, backoff);
+  }
+}
+
 export function createWatcher(target: WatchTarget, blocking: boolean): Watcher {
   return blocking ? new BlockingWatcher(target) : new EventLoopWatcher(target);
 }
