@@ -5,7 +5,6 @@
  * command runs, so `--help` and usage errors stay cheap.
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { type Invocation, parseCommandLine } from '../src/cli/args.js';
 import { BusError, UsageError, busError, errnoCode } from '../src/errors.js';
@@ -33,10 +32,8 @@ async function main(): Promise<void> {
  */
 async function runBash(args: string[]): Promise<void> {
   const script = fileURLToPath(new URL('../../compat/bash/filebus.bash', import.meta.url));
-  const { execInPlace } = await import('../src/sys/libc.js');
-  const errno = execInPlace('bash', ['bash', script, ...args]);
-  const code = Object.entries(os.constants.errno).find(([, number]) => number === errno)?.[0];
-  throw busError('run bash for', script, Object.assign(new Error(`errno ${errno}`), { code }));
+  const { errnoError, execInPlace } = await import('../src/sys/libc.js');
+  throw busError('run bash for', script, errnoError(execInPlace('bash', ['bash', script, ...args])));
 }
 
 async function runStatus({ filename, json }: Extract<Invocation, { kind: 'status' }>): Promise<void> {

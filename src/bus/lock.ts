@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import { BusError, busError, errnoCode } from '../errors.js';
 import { symlinkError } from './open.js';
-import { EINTR, EWOULDBLOCK, LOCK_EX, LOCK_NB, LOCK_UN, flock } from '../sys/libc.js';
+import { EINTR, EWOULDBLOCK, LOCK_EX, LOCK_NB, LOCK_UN, errnoError, flock } from '../sys/libc.js';
 import { BUSY, type Watcher, untilFree } from './watch.js';
 
 /** How long `acquire` retries a contended lock before backing off. */
@@ -134,7 +134,7 @@ export class BusLock {
   /** After flock returned `errno`: true when we now hold the lock on the current F.lock. */
   #granted(errno: number): boolean {
     if (errno === EINTR) return false;
-    if (errno !== 0) throw busError('lock', this.path, Object.assign(new Error(`flock failed, errno ${errno}`), { code: errnoName(errno) }));
+    if (errno !== 0) throw busError('lock', this.path, errnoError(errno, 'flock'));
     if (this.#stillCurrent()) {
       this.#held = true;
       return true;
@@ -146,10 +146,6 @@ export class BusLock {
     return false;
   }
 
-}
-
-function errnoName(errno: number): string {
-  return ({ 9: 'EBADF', 22: 'EINVAL', 37: 'ENOLCK', 95: 'EOPNOTSUPP' } as Record<number, string>)[errno] ?? `E${errno}`;
 }
 
 function notRegular(file: string, kind: string): BusError {

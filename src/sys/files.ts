@@ -6,7 +6,6 @@
  * minimal consumer loop cost 220-240 us of CPU per chunk with node:fs and
  * 150 us with koffi calls).
  */
-import os from 'node:os';
 import koffi from 'koffi';
 
 const libc = koffi.load('libc.so.6');
@@ -17,14 +16,6 @@ export const EINTR = 4;
 
 export function errno(): number {
   return koffi.errno();
-}
-
-const errnoNames = new Map(Object.entries(os.constants.errno).map(([name, number]) => [number, name]));
-
-/** An Error carrying `code` like node:fs's, for busError's message. */
-export function errnoError(number: number): Error {
-  const code = errnoNames.get(number) ?? `E${number}`;
-  return Object.assign(new Error(code), { code, errno: number });
 }
 
 /** write(2) of `data` from `offset`; -1 with errno on failure. */

@@ -9,6 +9,7 @@
  */
 import fs from 'node:fs';
 import koffi from 'koffi';
+import { errnoError } from './libc.js';
 
 const libc = koffi.load('libc.so.6');
 const inotifyInit1 = libc.func('int inotify_init1(int flags)');
@@ -69,12 +70,12 @@ export class DirectoryWatch {
    */
   constructor(dir: string, name: string, mask: number, lockFile?: string) {
     const fd = inotifyInit1(IN_NONBLOCK | IN_CLOEXEC);
-    if (fd < 0) throw errnoError('inotify_init1', koffi.errno());
+    if (fd < 0) throw errnoError(koffi.errno(), 'inotify_init1');
     const dirWatch = mask === 0 ? -1 : inotifyAddWatch(fd, dir, mask | IN_ONLYDIR);
     if (mask !== 0 && dirWatch < 0) {
       const errno = koffi.errno();
       fs.closeSync(fd);
-      throw errnoError(`inotify_add_watch ${dir}`, errno);
+      throw errnoError(errno, `inotify_add_watch ${dir}`);
     }
     // The lock file is never replaced, so a watch on the file itself holds.
     // Best effort: without it a waiter for the lock falls back to its back-off.
@@ -167,8 +168,4 @@ export function waitWritable(fd: number, timeoutMs: number): boolean {
 export function sleepSync(ms: number): Wake {
   const ready = pollMs(null, 0, ms);
   return ready < 0 && koffi.errno() === EINTR ? 'interrupted' : 'timeout';
-}
-
-function errnoError(call: string, errno: number): Error {
-  return Object.assign(new Error(`${call} failed, errno ${errno}`), { errno });
 }

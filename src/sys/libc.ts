@@ -5,6 +5,7 @@
  * see README "Dependencies"); loaded only by the modules that need them, so
  * `filebus --help` never pays for it.
  */
+import os from 'node:os';
 import koffi from 'koffi';
 
 const libc = koffi.load('libc.so.6');
@@ -114,4 +115,15 @@ export function execInPlace(file: string, argv: string[]): number {
   sigprocmaskFn(SIG_SETMASK, Buffer.alloc(128), null);
   execvpFn(file, [...argv, null]);
   return koffi.errno();
+}
+
+const errnoNames = new Map(Object.entries(os.constants.errno).map(([name, number]) => [number, name]));
+
+/**
+ * An Error for a failed libc call, carrying `code` (`ENOLCK`, ...) like
+ * node:fs's errors do, so `busError` names the cause the same way.
+ */
+export function errnoError(number: number, call?: string): Error {
+  const code = errnoNames.get(number) ?? `E${number}`;
+  return Object.assign(new Error(call === undefined ? code : `${call} failed: ${code}`), { code, errno: number });
 }

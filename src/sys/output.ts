@@ -6,7 +6,8 @@
  * to the event loop between short waits so that signals are still handled.
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { EAGAIN, EINTR, errno, errnoError, writeFrom } from './files.js';
+import { EAGAIN, EINTR, errno, writeFrom } from './files.js';
+import { errnoError } from './libc.js';
 import { waitWritable } from './inotify.js';
 
 /** Longest single wait for room in the pipe before a turn of the event loop. */
