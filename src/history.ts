@@ -20,11 +20,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { BusError, busError, errnoCode } from './errors.js';
 import type { BusPaths } from './options.js';
-import { checkRegular } from './bus/open.js';
+import { checkRegular, symlinkError } from './bus/open.js';
 import { identityOf, readChunk, type ScratchBuffer } from './bus/read.js';
+import { RECORD_DIGITS, overwriteRecord } from './bus/record-file.js';
 
 /** Digits of an entry's name: 10^16 chunks is three centuries at a million a second. */
-const DIGITS = 16;
+const DIGITS = RECORD_DIGITS;
 const ENTRY = /^\d{16}$/;
 const HEAD = 'head';
 /** Largest head file we read: the number, a newline, room for a peer's whitespace. */
@@ -67,6 +68,25 @@ function listEntries(dir: string): number[] {
 }
 
 /**
+ * Refuses `F.history` when it is a symbolic link: entries and the head are
+ * reached through it, and O_NOFOLLOW only guards the last component of a
+ * path, so a link swapped in would have us read or write a directory
+ * outside the bus. Returns the lstat, undefined when it is missing.
+ */
+function lstatHistory(dir: string): fs.Stats | undefined {
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.lstatSync(dir, { throwIfNoEntry: false });
+  } catch (error) {
+    // A component of the path is a file: no history there, as for a missing one.
+    if (errnoCode(error) === 'ENOTDIR') return undefined;
+    throw busError('look at', dir, error);
+  }
+  if (st?.isSymbolicLink()) throw symlinkError(dir);
+  return st;
+}
+
+/**
  * The number in a head file's bytes (digits, then optional whitespace);
  * undefined if they hold none. By hand: producers parse it every publish.
  */
@@ -106,6 +126,7 @@ function readHead(dir: string): number | undefined {
  * when the bus keeps no history (or has not published into it yet).
  */
 export function historyWindow(paths: Pick<BusPaths, 'history'>): HistoryWindow | undefined {
+  lstatHistory(paths.history);
   const seqs = listEntries(paths.history);
   return seqs.length === 0 ? undefined : { first: seqs[0]!, last: seqs.at(-1)! };
 }
@@ -124,6 +145,8 @@ export class HistoryWriter {
   readonly #keep: number;
   readonly #headPath: string;
   #headFd = -1;
+  /** Device and inode of the directory opened, to notice it being replaced. */
+  #dirId = '';
   /** Publishes until the next full tidy of the window. */
   #untilTidy = 0;
   readonly #headBytes = Buffer.allocUnsafe(HEAD_BYTES);
@@ -143,6 +166,7 @@ export class HistoryWriter {
    */
   prepare(): void {
     if (this.#headFd < 0) this.#open();
+    else this.#checkDir();
     if (--this.#untilTidy <= 0) this.#tidy();
   }
 
@@ -184,19 +208,31 @@ export class HistoryWriter {
     this.#headFd = -1;
   }
 
+  /**
+   * Under the lock, before each publish: `F.history` is still the directory
+   * we opened. A link put in its place is refused; a directory removed or
+   * replaced by another is opened afresh (a peer started the history over).
+   */
+  #checkDir(): void {
+    const st = lstatHistory(this.#dir);
+    if (st === undefined || `${st.dev}:${st.ino}` !== this.#dirId) this.#reopen();
+  }
+
   /** Makes the directory if missing and opens the head file, refusing anything planted in their place. */
   #open(): void {
-    const st = fs.lstatSync(this.#dir, { throwIfNoEntry: false });
+    let st = lstatHistory(this.#dir);
     if (st === undefined) {
       try {
         fs.mkdirSync(this.#dir, 0o777);
       } catch (error) {
         if (errnoCode(error) !== 'EEXIST') throw busError('create the history directory', this.#dir, error);
       }
-    } else if (!st.isDirectory()) {
-      const kind = st.isSymbolicLink() ? 'a symbolic link' : 'not a directory';
-      throw new BusError(`${this.#dir} is ${kind}; the history must be a directory`, this.#dir, { code: 'ENOTDIR' });
+      st = lstatHistory(this.#dir);
     }
+    if (st === undefined || !st.isDirectory()) {
+      throw new BusError(`${this.#dir} is not a directory; the history must be one`, this.#dir, { code: 'ENOTDIR' });
+    }
+    this.#dirId = `${st.dev}:${st.ino}`;
     try {
       this.#headFd = fs.openSync(this.#headPath, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK, 0o666);
     } catch (error) {
@@ -252,11 +288,7 @@ export class HistoryWriter {
    */
   #writeHead(seq: number): void {
     const length = this.#headBytes.write(`${entryName(seq)}\n`, 0, 'latin1');
-    try {
-      fs.writeSync(this.#headFd, this.#headBytes, 0, length, 0);
-    } catch (error) {
-      throw busError('write', this.#headPath, error);
-    }
+    overwriteRecord(this.#headFd, this.#headBytes, length, this.#headPath);
   }
 
   #remove(seq: number): void {
@@ -369,6 +401,7 @@ export class HistoryCursor {
     const now = performance.now();
     if (now - this.#lastLook < LOOK_MS) return false;
     this.#lastLook = now;
+    lstatHistory(this.#dir);
     return this.#entryExists(this.#next);
   }
 
@@ -376,8 +409,9 @@ export class HistoryCursor {
     return fs.existsSync(`${this.#dir}/${entryName(seq)}`);
   }
 
+  /** lstat: a link put at `F` is refused, never looked through (a dangling one would pass for no chunk). */
   #statFile(): fs.BigIntStats | undefined {
-    const st = fs.statSync(this.#file, { bigint: true, throwIfNoEntry: false });
+    const st = fs.lstatSync(this.#file, { bigint: true, throwIfNoEntry: false });
     if (st !== undefined) checkRegular(this.#file, st);
     return st;
   }
@@ -385,6 +419,7 @@ export class HistoryCursor {
   /** Where to begin: the newest chunk (like a plain consumer) or, with replay, the oldest kept. */
   #start(): void {
     this.#started = true;
+    lstatHistory(this.#dir);
     const head = readHead(this.#dir);
     if (head === undefined) {
       if (this.#options.replay) this.#options.log?.(`no history at ${this.#dir}: starting from the newest chunk`);
@@ -396,15 +431,18 @@ export class HistoryCursor {
     }
     // A chunk with one link at F was published by a peer without history
     // after the head: it is the newest, and the F check below delivers it.
-    const st = fs.statSync(this.#file, { bigint: true, throwIfNoEntry: false });
+    const st = fs.lstatSync(this.#file, { bigint: true, throwIfNoEntry: false });
+    if (st !== undefined) checkRegular(this.#file, st);
     this.#next = st !== undefined && st.nlink === 1n ? head + 1 : head;
   }
 
   /** Reads entry `seq` and moves past it; undefined when it is not there. */
   #readEntry(seq: number): Buffer | undefined {
     let chunk;
+    // Never through a symbolic link: an entry names a chunk of this bus,
+    // nothing else (an lstat, about a microsecond, per entry read).
+    lstatHistory(this.#dir);
     try {
-      // Never through a symbolic link: an entry names a chunk of this bus, nothing else.
       chunk = readChunk(path.join(this.#dir, entryName(seq)), this.#options.scratch, this.#options.sizeMayBeStale);
     } catch (error) {
       // ENOTDIR: F.history is not a directory; this bus has no history to read.
@@ -433,6 +471,7 @@ export class HistoryCursor {
       // A history appeared while we ran: every entry in it is newer than
       // our start. (At start-up without a head file, which only a producer
       // killed in its very first publish leaves, begin at the newest.)
+      lstatHistory(this.#dir);
       const seqs = listEntries(this.#dir);
       if (seqs.length === 0) {
         this.#lastF = identity;
@@ -457,6 +496,7 @@ export class HistoryCursor {
    */
   #catchUp(identity: string): 'again' | undefined {
     const next = this.#next!;
+    lstatHistory(this.#dir);
     const head = readHead(this.#dir);
     // Linked since we looked: nothing was missed.
     if (this.#entryExists(next)) return 'again';

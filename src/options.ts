@@ -117,7 +117,7 @@ export const MAX_BLOCK_SIZE = 2 ** 30;
  */
 export const MAX_SLEEP_INTERVAL = 3600;
 /** Largest --producers: far beyond any real queue, and a count no file can garble. */
-export const MAX_PRODUCERS = 1_000_000;
+const MAX_PRODUCERS = 1_000_000;
 
 /** A whole number in [1, max] from a flag, the environment or the API, or a UsageError in filebus's words. */
 function parseCount(option: string, what: string, max: number, maxText: string, value: unknown): number {
@@ -150,7 +150,7 @@ export function parseSleepInterval(value: unknown): number {
 }
 
 /** Largest --history: each kept chunk is a file in F.history/. */
-export const MAX_HISTORY = 1_000_000;
+const MAX_HISTORY = 1_000_000;
 
 /** Checks a history window (a count of chunks; 0 turns the history off). */
 export function parseHistory(value: unknown): number {
@@ -164,7 +164,7 @@ export function parseHistory(value: unknown): number {
 
 const recordModes: readonly RecordMode[] = ['bytes', 'lines', 'null'];
 
-export function parseRecordMode(value: unknown): RecordMode {
+function parseRecordMode(value: unknown): RecordMode {
   if (!recordModes.includes(value as RecordMode)) {
     throw new UsageError(`records must be one of ${recordModes.join(', ')}, got '${String(value)}'`);
   }

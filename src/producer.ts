@@ -34,7 +34,6 @@ export class Producer extends Writable {
   /** The hold for whole records followed by part of the next: more input is on its way, in either mode. */
   readonly #recordHoldMs: number;
   #splitNoticed = false;
-  #endOfStream = true;
   /**
    * A partial block waiting for `#holdTimer`, or for the rest of its last
    * record (then with no timer); always shorter than a block.
@@ -76,8 +75,8 @@ export class Producer extends Writable {
    * whose input did not end.
    */
   interrupt(): this {
-    this.#endOfStream = false;
-    // Already finishing: the end marker may be waiting for the bus; drop it.
+    // No end marker: aborted, it is never published, or dropped if already
+    // waiting for the bus (we may be finishing).
     this.#endMarker.abort();
     return this.writableEnded ? this : this.end();
   }
@@ -94,7 +93,7 @@ export class Producer extends Writable {
     this.#serially(async () => {
       await this.#publishHeld();
       // Back pressure: the empty chunk tells one consumer the stream is over.
-      if (this.#bus.options.backPressure && this.#endOfStream) {
+      if (this.#bus.options.backPressure && !this.#endMarker.signal.aborted) {
         await publish(this.#bus, END_OF_STREAM, AbortSignal.any([this.#stop.signal, this.#endMarker.signal])).catch((error: unknown) => {
           if (!this.#endMarker.signal.aborted) throw error;
         });

@@ -4,8 +4,8 @@
  * staging file, and the mode the bus looks like it is in.
  */
 import fs from 'node:fs';
-import { checkRegular } from './bus/open.js';
-import { busError, errnoCode } from './errors.js';
+import { checkRegular, symlinkError } from './bus/open.js';
+import { BusError, busError, errnoCode } from './errors.js';
 import { historyWindow } from './history.js';
 import { busPaths } from './options.js';
 
@@ -75,13 +75,20 @@ export function status(filename: string): BusStatus {
   };
 }
 
-/** stat(2), or undefined when nothing is there (a component of the path missing or not a directory). */
+/**
+ * lstat(2), or undefined when nothing is there (a component of the path
+ * missing or not a directory). A symbolic link at one of the bus's paths is
+ * an error, as for every other command: its target is not the bus.
+ */
 function statOrNothing(file: string): fs.Stats | undefined;
 function statOrNothing(file: string, bigint: true): fs.BigIntStats | undefined;
 function statOrNothing(file: string, bigint = false): fs.Stats | fs.BigIntStats | undefined {
   try {
-    return fs.statSync(file, { throwIfNoEntry: false, bigint });
+    const st = fs.lstatSync(file, { throwIfNoEntry: false, bigint });
+    if (st?.isSymbolicLink()) throw symlinkError(file);
+    return st;
   } catch (error) {
+    if (error instanceof BusError) throw error;
     if (errnoCode(error) === 'ENOTDIR') return undefined;
     throw busError('look at', file, error);
   }
@@ -101,7 +108,7 @@ function guessMode(file: FileStatus | null, hasLock: boolean, hasHistory: boolea
  * this device and inode. /proc/locks names the file by "MAJOR:MINOR:INODE"
  * (major and minor in hex); a waiter's line has "->" after its number.
  */
-export function flockHolders(dev: bigint, ino: bigint): { holders: number[]; waiting: number[] } {
+function flockHolders(dev: bigint, ino: bigint): { holders: number[]; waiting: number[] } {
   const holders: number[] = [];
   const waiting: number[] = [];
   let table: string;
@@ -137,7 +144,7 @@ export function formatStatus(s: BusStatus): string {
     ['bus', s.path],
     ['file', file(s.file, 'none')],
     ['lock', lock],
-    ['staging', s.staging ? `leftover ${s.path}.__new__, ${file(s.staging, '')} (a publish cut short; the next one overwrites it)` : 'none'],
+    ['staging', s.staging ? `leftover ${s.path}.__new__, ${file(s.staging, '')} (a publish cut short; the next one removes it)` : 'none'],
     ['looks like', s.looksLike],
   ];
   if (s.history) lines.push(['history', `chunks ${s.history.first} to ${s.history.last}`]);

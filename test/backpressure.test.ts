@@ -366,6 +366,40 @@ describe('several producers: consumers given --producers N end after N end-of-st
     await queue(dir, bus, 2, 3, 50, 2000);
   });
 
+  test('F.ends left empty or short (a crash mid-write, an older version) does not end a live counting consumer early', async () => {
+    const dir = tempDir();
+    const bus = path.join(dir, 'bus');
+    // One full run first, so the next run's stream is 1 and a count read as "0 0" differs from it.
+    await queue(dir, bus, 2, 1, 5, 0);
+    for (const torn of ['', '1']) {
+      const args = ['--filename', bus, '--back-pressure'];
+      const consumer = filebus([...args, 'consumer', '--producers', '2'], { stdin: 'ignore' });
+      const pid = consumer.child.pid!;
+      // Joined once it holds its shared flock on F.ends, the last step of joining (/proc/locks: "FLOCK ADVISORY READ <pid> <dev>:<ino> ...").
+      const ino = fs.statSync(`${bus}.ends`).ino;
+      const joined = new RegExp(`FLOCK\\s+ADVISORY\\s+READ\\s+${pid}\\s+\\S+:${ino}\\s`);
+      await until(() => joined.test(fs.readFileSync('/proc/locks', 'latin1')), 10_000, 'the consumer to join the count');
+      fs.writeFileSync(`${bus}.ends`, torn);
+      for (const name of ['one', 'two']) {
+        const producer = filebus([...args, 'producer']);
+        producer.child.stdin!.end(`${name}\n`);
+        expect(await within(producer.exited, 10_000, `producer ${name}`)).toBe(0);
+      }
+      expect(await within(consumer.exited, 10_000, 'the consumer')).toBe(0);
+      expect(consumer.stdout().toString(), JSON.stringify(torn)).toBe('one\ntwo\n');
+      expect(consumer.stderr()).toBe('');
+    }
+  });
+
+  test('F.ends is always one whole fixed-width record, readable as "<streams> <markers>"', async () => {
+    const dir = tempDir();
+    const bus = path.join(dir, 'bus');
+    await queue(dir, bus, 2, 2, 5, 0);
+    const text = fs.readFileSync(`${bus}.ends`, 'latin1');
+    expect(text).toMatch(/^(\d+) (\d+)\n$/);
+    expect(text).toBe(`${'1'.padStart(16, '0')} ${'0'.padStart(16, '0')}\n`);
+  });
+
   test('consumers without --producers still end on the first end marker (as before)', async () => {
     const dir = tempDir();
     const bus = path.join(dir, 'bus');

@@ -199,3 +199,21 @@ describe('completion', () => {
     expect(script.stdout().toString()).toMatch(/compdef/);
   });
 });
+
+test('parsing is pure: the FILEBUS_* variables come from the env given, process.env is neither read nor written', async () => {
+  // The built module: it loads the yargs bundle from dist/vendor.
+  const { parseCommandLine } = (await import(path.join(root, 'dist/src/cli/args.js'))) as typeof import('../src/cli/args.js');
+  const saved = process.env;
+  // Frozen: any write to it throws. Its FILEBUS_LINES must not leak into the parse either.
+  process.env = Object.freeze({ ...saved, FILEBUS_LINES: '1', FILEBUS_BLOCK_SIZE: '7' }) as NodeJS.ProcessEnv;
+  try {
+    const env = { FILEBUS_FILENAME: '/tmp/bus', FILEBUS_BLOCK_SIZE: '10', FILEBUS_BACK_PRESSURE: 'yes', FILEBUS_REPLAY: 'no', FILEBUS_NULL: '1' };
+    const producer = parseCommandLine(['producer'], env);
+    expect(producer).toMatchObject({ kind: 'run', command: 'producer', options: { filename: '/tmp/bus', blockSize: 10, backPressure: true, records: 'null' } });
+    const consumer = parseCommandLine(['--block-size', '12', 'consumer'], env);
+    expect(consumer).toMatchObject({ kind: 'run', command: 'consumer', options: { filename: '/tmp/bus', blockSize: 12, backPressure: true, replay: false } });
+    expect(parseCommandLine(['producer'], { FILEBUS_FILENAME: '/tmp/bus' })).toMatchObject({ options: { blockSize: 4096, backPressure: false, records: 'bytes' } });
+  } finally {
+    process.env = saved;
+  }
+});

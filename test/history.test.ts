@@ -402,6 +402,52 @@ test('a symbolic link at F.history is refused: one line, exit 1, nothing written
   const producer = filebus(['--filename', bus, '--history', '10', 'producer']);
   producer.child.stdin!.end('one line\n');
   expect(await producer.exited).toBe(1);
-  expect(producer.stderr()).toBe(`filebus: ${bus}.history is a symbolic link; the history must be a directory\n`);
+  expect(producer.stderr()).toBe(`filebus: ${bus}.history is a symbolic link; filebus does not follow links at the bus's files\n`);
   expect(fs.readdirSync(elsewhere)).toEqual([]);
+});
+
+/** A directory outside the bus shaped like a history: a head and one entry. */
+function victimHistory(dir: string): string {
+  const victim = path.join(dir, 'victim');
+  fs.mkdirSync(victim);
+  fs.writeFileSync(path.join(victim, 'head'), `${entryName(1)}\n`);
+  fs.writeFileSync(path.join(victim, entryName(1)), 'secret\n');
+  return victim;
+}
+
+test('a symbolic link at F.history at start: a consumer refuses it too, reading nothing through it', async () => {
+  const dir = tempDir();
+  const bus = path.join(dir, 'bus');
+  const victim = victimHistory(dir);
+  fs.symlinkSync(victim, `${bus}.history`);
+  for (const args of [['consumer', '--replay'], ['consumer']]) {
+    const consumer = filebus(['--filename', bus, ...args], { stdin: 'ignore' });
+    expect(await consumer.exited, args.join(' ')).toBe(1);
+    expect(consumer.stdout().toString()).toBe('');
+    expect(consumer.stderr()).toBe(`filebus: ${bus}.history is a symbolic link; filebus does not follow links at the bus's files\n`);
+  }
+  expect(fs.readdirSync(victim).sort()).toEqual([entryName(1), 'head']);
+  expect(fs.readFileSync(path.join(victim, 'head'), 'latin1')).toBe(`${entryName(1)}\n`);
+});
+
+test('F.history swapped for a link while a consumer and a producer run: both stop with one line, exit 1, nothing outside read or written', async () => {
+  const dir = tempDir();
+  const bus = path.join(dir, 'bus');
+  const victim = victimHistory(dir);
+  const consumer = filebus(['--filename', bus, 'consumer', '--replay'], { stdin: 'ignore' });
+  const producer = filebus(['--filename', bus, '--history', '10', 'producer']);
+  producer.child.stdin!.write('first\n');
+  await consumer.waitFor((out) => out.toString() === 'first\n');
+  // Swap: the real history moves aside and a link to the victim takes its place.
+  fs.renameSync(`${bus}.history`, path.join(dir, 'moved'));
+  fs.symlinkSync(victim, `${bus}.history`);
+  producer.child.stdin!.end('second\n');
+  expect(await producer.exited).toBe(1);
+  expect(producer.stderr()).toMatch(new RegExp(`^filebus: ${bus}.history is a symbolic link[^\\n]*\\n$`));
+  expect(await consumer.exited).toBe(1);
+  expect(consumer.stderr()).toMatch(new RegExp(`^filebus: ${bus}.history is a symbolic link[^\\n]*\\n$`));
+  expect(consumer.stdout().toString()).not.toMatch(/secret/);
+  expect(fs.readdirSync(victim).sort()).toEqual([entryName(1), 'head']);
+  expect(fs.readFileSync(path.join(victim, 'head'), 'latin1')).toBe(`${entryName(1)}\n`);
+  expect(fs.readFileSync(path.join(victim, entryName(1)), 'latin1')).toBe('secret\n');
 });

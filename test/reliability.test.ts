@@ -12,6 +12,7 @@ import path from 'node:path';
 import { type TestContext, describe, expect, test } from 'vitest';
 import {
   type Proc,
+  asleepInEventLoop,
   cli,
   filebus,
   hasStackTrace,
@@ -1060,6 +1061,51 @@ describe('5c. symbolic links planted in the bus directory', () => {
     expect(proc.stderr()).toMatch(/symbolic link/);
     expect(proc.stdout().toString()).toBe('');
     expect(fs.readFileSync(file, 'utf8')).toBe('precious\n');
+  });
+
+  // stat(2) would follow these: a dangling link looks like no chunk yet, and
+  // a target with two links like a chunk with history whose entry is missing.
+  test.each([
+    ['a dangling link', (_dir: string) => '/nonexistent/filebus-target'],
+    [
+      'a link to a file with two links',
+      (dir: string) => {
+        const target = path.join(dir, 'target.txt');
+        fs.writeFileSync(target, 'precious\n');
+        fs.linkSync(target, path.join(dir, 'second-name.txt'));
+        return target;
+      },
+    ],
+  ])('F replaced by %s while a consumer sleeps: it exits 1 with one line', async (_what, target) => {
+    const { dir: victimDir } = victim();
+    const dir = tempDir();
+    const bus = path.join(dir, 'bus');
+    const producer = filebus([...busArgs(bus), 'producer']);
+    producer.child.stdin!.end('first\n');
+    expect(await exitOf(producer)).toBe(0);
+    const consumer = filebus([...busArgs(bus), 'consumer'], { stdin: 'ignore' });
+    await until(() => asleepInEventLoop(consumer.child.pid!), 10_000, 'the consumer asleep');
+    fs.rmSync(bus);
+    fs.symlinkSync(target(victimDir), bus);
+    expect(await exitOf(consumer, 5000)).toBe(1);
+    expect(lines(consumer.stderr()), consumer.stderr()).toHaveLength(1);
+    expect(consumer.stderr()).toContain(bus);
+    expect(consumer.stderr()).toMatch(/symbolic link/);
+    expect(consumer.stdout().toString()).not.toContain('precious');
+  });
+
+  test.each([['a dangling link'], ['a link to a file']])('status on %s at F: exit 1, one line', async (what) => {
+    const { file } = victim();
+    const dir = tempDir();
+    const bus = path.join(dir, 'bus');
+    fs.symlinkSync(what === 'a dangling link' ? '/nonexistent/filebus-target' : file, bus);
+    for (const args of [[], ['--json']]) {
+      const proc = filebus([...busArgs(bus), 'status', ...args], { stdin: 'ignore' });
+      expect(await exitOf(proc), proc.stderr()).toBe(1);
+      expect(proc.stdout().toString()).toBe('');
+      expect(lines(proc.stderr()), proc.stderr()).toHaveLength(1);
+      expect(proc.stderr()).toMatch(new RegExp(`^filebus: .*${bus}.*symbolic link`));
+    }
   });
 });
 

@@ -3,7 +3,9 @@
  * "Extension: several producers"): each producer ends its stream with one
  * empty chunk, and each may be taken by a different consumer, so the
  * consumers count them together, in `F.ends`, under the bus lock. The file holds one line,
- * "<streams ended> <end markers counted in the current stream>". When the
+ * "<streams ended> <end markers counted in the current stream>", each number
+ * zero-padded to 16 digits and the line rewritten in place (record-file.ts),
+ * so a consumer killed mid-write never leaves it empty. When the
  * count reaches N, the consumer that took the last marker starts a new
  * stream (streams + 1, markers 0) and exits; every other consumer sees the
  * stream it joined has ended and exits too.
@@ -18,6 +20,7 @@ import fs from 'node:fs';
 import { BusError, busError, errnoCode } from '../errors.js';
 import { EWOULDBLOCK, LOCK_EX, LOCK_NB, LOCK_SH, flock } from '../sys/libc.js';
 import { symlinkError } from './open.js';
+import { overwriteRecord, recordNumber } from './record-file.js';
 
 interface Count {
   /** Streams that have ended on this bus so far. */
@@ -32,6 +35,8 @@ export class StreamEnds {
   readonly #fd: number;
   /** `streams` when this consumer joined: the stream it belongs to. */
   readonly #stream: number;
+  /** The count as this consumer last read or wrote it: stands in for a file found empty or torn. */
+  #last: Count = { streams: 0, markers: 0 };
 
   /** Call with the bus lock held. */
   constructor(file: string, producers: number) {
@@ -41,8 +46,10 @@ export class StreamEnds {
     try {
       // Nobody else counting: whatever the file says is left from a past run.
       const alone = flock(this.#fd, LOCK_EX | LOCK_NB) === 0;
-      const count = this.#read();
+      // Empty (new) or unreadable: a count from nothing.
+      const count = this.#read() ?? { streams: 0, markers: 0 };
       if (alone) this.#write({ streams: count.streams, markers: 0 });
+      this.#last = count;
       // Every exclusive attempt is made under the bus lock, which we hold, so this never waits.
       const errno = flock(this.#fd, LOCK_SH | LOCK_NB);
       if (errno !== 0) throw busError('lock', file, Object.assign(new Error(`flock failed, errno ${errno}`), { code: errno === EWOULDBLOCK ? 'EWOULDBLOCK' : `E${errno}` }));
@@ -55,12 +62,12 @@ export class StreamEnds {
 
   /** Under the bus lock: true once the stream this consumer joined has ended. */
   ended(): boolean {
-    return this.#read().streams !== this.#stream;
+    return this.#current().streams !== this.#stream;
   }
 
   /** Under the bus lock, on taking an end-of-stream chunk: counts it; true when it ends the stream. */
   count(): boolean {
-    const { streams, markers } = this.#read();
+    const { streams, markers } = this.#current();
     if (markers + 1 < this.#producers) {
       this.#write({ streams, markers: markers + 1 });
       return false;
@@ -74,7 +81,20 @@ export class StreamEnds {
     fs.closeSync(this.#fd);
   }
 
-  #read(): Count {
+  /**
+   * The count now. A file found empty or unreadable while we count (left by
+   * an older filebus killed between its truncate and its write) is no new
+   * stream: it stands for what we saw last, and is written back as that.
+   */
+  #current(): Count {
+    const count = this.#read();
+    if (count !== undefined) return (this.#last = count);
+    this.#write(this.#last);
+    return this.#last;
+  }
+
+  /** The count in the file; undefined when it holds none (empty, torn, or garbage). */
+  #read(): Count | undefined {
     const buffer = Buffer.alloc(64);
     let n: number;
     try {
@@ -83,18 +103,14 @@ export class StreamEnds {
       throw busError('read', this.#file, error);
     }
     const match = /^(\d+) (\d+)\n$/.exec(buffer.toString('latin1', 0, n));
-    // Empty (new) or unreadable: a count from nothing.
-    return match ? { streams: Number(match[1]), markers: Number(match[2]) } : { streams: 0, markers: 0 };
+    return match ? { streams: Number(match[1]), markers: Number(match[2]) } : undefined;
   }
 
+  /** One fixed-width record over the old: never an empty file, whenever we are killed. */
   #write(count: Count): void {
-    const line = Buffer.from(`${count.streams} ${count.markers}\n`);
-    try {
-      fs.ftruncateSync(this.#fd, 0);
-      fs.writeSync(this.#fd, line, 0, line.length, 0);
-    } catch (error) {
-      throw busError('write', this.#file, error);
-    }
+    const line = Buffer.from(`${recordNumber(count.streams)} ${recordNumber(count.markers)}\n`, 'latin1');
+    overwriteRecord(this.#fd, line, line.length, this.#file);
+    this.#last = count;
   }
 }
 

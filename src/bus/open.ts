@@ -50,6 +50,7 @@ export function openBus(busOptions: BusOptions, role: BusRole): Bus {
   checkRegular(paths.file);
   refuseLink(paths.lock);
   refuseLink(paths.staging);
+  refuseLink(paths.history);
   // In a work queue the lock changes hands at every chunk, and a waiter
   // learns of each release from the holder's close of F.lock.
   const lockReleases = options.blockingWait && options.backPressure && role.writes;
@@ -118,7 +119,7 @@ export function chunkPresent(file: string): boolean {
 }
 
 /** Refuses a symbolic link at `file` (absent is fine). */
-export function refuseLink(file: string): void {
+function refuseLink(file: string): void {
   if (fs.lstatSync(file, { throwIfNoEntry: false })?.isSymbolicLink()) throw symlinkError(file);
 }
 

@@ -57,7 +57,7 @@ const globalOptions: OptionTable = {
   history: {
     type: 'string',
     requiresArg: true,
-    describe: 'N: producer, multicast: keep the last N\nchunks, numbered, in F.history/, so that\nconsumers within N of the newest get every\none (default 0: none)',
+    describe: 'N: producer, multicast: keep the last N\nchunks, numbered, in F.history/, so that\nconsumers within N of the newest get every\none (default 0: none); a consumer finds\nthe history by itself and ignores N',
   },
   impl: {
     type: 'string',
@@ -141,9 +141,7 @@ const commands = Object.keys(commandOptions) as Command[];
 const ENV_PREFIX = 'FILEBUS';
 
 /** Parses `args` (without node and the script) with `env` as fallback. */
-export function parseCommandLine(args: string[], environment: NodeJS.ProcessEnv): Invocation {
-  // A copy: yargs reads process.env, which the parse below rewrites for it.
-  const env = { ...environment };
+export function parseCommandLine(args: string[], env: NodeJS.ProcessEnv): Invocation {
   // The implementation is read first, by yargs' own tokenizer: bash gets the
   // command line untouched, --help and mistakes included.
   const implementation = implementationOf(args, env);
@@ -153,10 +151,8 @@ export function parseCommandLine(args: string[], environment: NodeJS.ProcessEnv)
   if (implementation === 'bash') return { kind: 'bash' };
 
   let parsed: { error: Error | undefined; argv: Record<string, unknown>; output: string } | undefined;
-  withEnvironment(environmentFor(globalOptions, env), () => {
-    parser(env).parse(args, {}, (error, argv, output) => {
-      parsed = { error: error ?? undefined, argv: argv as Record<string, unknown>, output };
-    });
+  parser(env).parse(args, {}, (error, argv, output) => {
+    parsed = { error: error ?? undefined, argv: argv as Record<string, unknown>, output };
   });
   const { error, argv, output } = parsed!;
   const positionals = (argv._ as unknown[]).map(String);
@@ -200,7 +196,9 @@ function parser(env: NodeJS.ProcessEnv): Argv {
     .usageConfiguration({ 'hide-types': true })
     .scriptName('filebus')
     .usage(usage)
-    .env(ENV_PREFIX)
+    // FILEBUS_* from `env`, never from process.env: a config object ranks
+    // below the command line and above defaults, as environment variables do.
+    .config(environmentFor(globalOptions, env))
     .detectLocale(false)
     .version(false)
     .help('help')
@@ -215,8 +213,8 @@ function parser(env: NodeJS.ProcessEnv): Argv {
   for (const command of commands) {
     y = y.command(command, commandDescriptions[command], (sub: Argv) => {
       // The command's own variables, for its own parse only: FILEBUS_LINES is no error for a consumer.
-      Object.assign(process.env, environmentFor(commandOptions[command], env));
       return sub
+        .config(environmentFor(commandOptions[command], env))
         .usage(`Usage: $0 [options] ${command} [command options]\n\n${commandHelp[command]}`)
         .options(commandOptions[command])
         .group(Object.keys(commandOptions[command]), 'Command options:')
@@ -246,7 +244,11 @@ function implementationOf(args: string[], env: NodeJS.ProcessEnv): string {
   return (argv.impl as string | undefined) || fromEnv || 'typescript';
 }
 
-/** The FILEBUS_* variables of these options, as yargs should see them (booleans spelled its way). */
+/**
+ * The values the FILEBUS_* variables in `env` give these options, by option
+ * name, booleans spelled as yargs reads them. Variables that name no option
+ * (FILEBUS_SOAK_BYTES of the soak test) are left out.
+ */
 function environmentFor(table: OptionTable, env: NodeJS.ProcessEnv): Record<string, string> {
   const vars: Record<string, string> = {};
   for (const [name, spec] of Object.entries(table)) {
@@ -257,13 +259,13 @@ function environmentFor(table: OptionTable, env: NodeJS.ProcessEnv): Record<stri
       let value = env[variable];
       if (value === undefined || value === '') continue;
       if (spec.type === 'boolean') value = String(envFlag(variable, value));
-      vars[variable] = value;
+      vars[key] = value;
     }
   }
   // FILEBUS_NO_FILE_MONITORING=1, as the bash implementation reads it.
   const noMonitoring = env.FILEBUS_NO_FILE_MONITORING;
-  if ('file-monitoring' in table && noMonitoring && vars.FILEBUS_FILE_MONITORING === undefined) {
-    vars.FILEBUS_FILE_MONITORING = String(!envFlag('FILEBUS_NO_FILE_MONITORING', noMonitoring));
+  if ('file-monitoring' in table && noMonitoring && vars['file-monitoring'] === undefined) {
+    vars['file-monitoring'] = String(!envFlag('FILEBUS_NO_FILE_MONITORING', noMonitoring));
   }
   return vars;
 }
@@ -284,23 +286,6 @@ function envFlag(name: string, value: string): boolean {
   if (/^(1|true|yes|on)$/i.test(value)) return true;
   if (/^(0|false|no|off)$/i.test(value)) return false;
   throw new UsageError(`${name} must be 1/true/yes/on or 0/false/no/off, got '${value}'`);
-}
-
-/**
- * yargs reads process.env itself: for the parse, it sees the FILEBUS_*
- * variables of the options in play, booleans spelled as it reads them,
- * and not the others (FILEBUS_SOAK_BYTES of the soak test is no option).
- */
-function withEnvironment(vars: Record<string, string>, parse: () => void): void {
-  const saved = Object.entries(process.env).filter(([key]) => key.startsWith(`${ENV_PREFIX}_`));
-  for (const [key] of saved) delete process.env[key];
-  Object.assign(process.env, vars);
-  try {
-    parse();
-  } finally {
-    for (const key of Object.keys(process.env)) if (key.startsWith(`${ENV_PREFIX}_`)) delete process.env[key];
-    for (const [key, value] of saved) process.env[key] = value;
-  }
 }
 
 /** yargs' messages, made one line that says what is wrong and what would be right. */

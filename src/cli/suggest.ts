@@ -19,7 +19,7 @@ export function closest(given: string, candidates: readonly string[]): string | 
 }
 
 /** Optimal string alignment distance between `a` and `b`. */
-export function editDistance(a: string, b: string): number {
+function editDistance(a: string, b: string): number {
   // rows[i][j]: the distance between the first i letters of a and the first j of b.
   const rows: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
   for (let j = 1; j <= b.length; j++) rows[0]![j] = j;
