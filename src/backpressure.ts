@@ -7,7 +7,8 @@
  * end-of-stream chunk (see producer.ts).
  */
 import fs from 'node:fs';
-import { type Bus, chunkPresent } from './bus/open.js';
+import { type Bus } from './bus/open.js';
+import { chunkPresent } from './bus/checks.js';
 import { busError, errnoCode } from './errors.js';
 import { type ScratchBuffer, readChunk } from './bus/read.js';
 import { StreamEnds } from './bus/ends.js';

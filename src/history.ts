@@ -20,7 +20,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { BusError, busError, errnoCode } from './errors.js';
 import type { BusPaths } from './options.js';
-import { checkRegular, symlinkError } from './bus/open.js';
+import { checkRegular, symlinkError } from './bus/checks.js';
 import { identityOf, readChunk, type ScratchBuffer } from './bus/read.js';
 import { RECORD_DIGITS, overwriteRecord } from './bus/record-file.js';
 

@@ -4,7 +4,7 @@
  * staging file, and the mode the bus looks like it is in.
  */
 import fs from 'node:fs';
-import { checkRegular, symlinkError } from './bus/open.js';
+import { checkRegular, symlinkError } from './bus/checks.js';
 import { BusError, busError, errnoCode } from './errors.js';
 import { historyWindow } from './history.js';
 import { busPaths } from './options.js';

@@ -19,7 +19,7 @@
 import fs from 'node:fs';
 import { BusError, busError, errnoCode } from '../errors.js';
 import { EWOULDBLOCK, LOCK_EX, LOCK_NB, LOCK_SH, flock } from '../sys/libc.js';
-import { symlinkError } from './open.js';
+import { symlinkError } from './checks.js';
 import { overwriteRecord, recordNumber } from './record-file.js';
 
 interface Count {

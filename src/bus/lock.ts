@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs';
 import { BusError, busError, errnoCode } from '../errors.js';
-import { symlinkError } from './open.js';
+import { symlinkError } from './checks.js';
 import { EINTR, EWOULDBLOCK, LOCK_EX, LOCK_NB, LOCK_UN, errnoError, flock } from '../sys/libc.js';
 import { BUSY, type Watcher, untilFree } from './watch.js';
 

@@ -5,7 +5,8 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { BusError, busError, errnoCode } from '../errors.js';
+import { busError, errnoCode } from '../errors.js';
+import { checkRegular, refuseLink } from './checks.js';
 import { HistoryWriter } from '../history.js';
 import { BusLock } from './lock.js';
 import { type BusOptions, type ResolvedOptions, resolveOptions } from '../options.js';
@@ -94,38 +95,6 @@ function detectFileSystem(dir: string): FileSystemKind {
   } catch {
     return { name: 'unknown', shared: false };
   }
-}
-
-/**
- * `F` must be a regular file when it exists: a FIFO would block a reader
- * forever, a directory can never be replaced by rename, and a symbolic link
- * would have us read or remove a file outside the bus directory. `stats`
- * must come from lstat (or an fstat of an fd opened with O_NOFOLLOW).
- */
-export function checkRegular(file: string, stats?: fs.Stats | fs.BigIntStats): void {
-  const st = stats ?? fs.lstatSync(file, { throwIfNoEntry: false });
-  if (st === undefined || st.isFile()) return;
-  if (st.isSymbolicLink()) throw symlinkError(file);
-  const kind = st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : 'not a regular file';
-  throw new BusError(`${file} is ${kind}; the bus file must be a regular file`, file, { code: 'EFTYPE' });
-}
-
-/** True when `F` holds a chunk, false when it is absent; an error for anything but a regular file. */
-export function chunkPresent(file: string): boolean {
-  const st = fs.lstatSync(file, { throwIfNoEntry: false });
-  if (st === undefined) return false;
-  checkRegular(file, st);
-  return true;
-}
-
-/** Refuses a symbolic link at `file` (absent is fine). */
-function refuseLink(file: string): void {
-  if (fs.lstatSync(file, { throwIfNoEntry: false })?.isSymbolicLink()) throw symlinkError(file);
-}
-
-/** The one line for a link found at one of the bus's paths. */
-export function symlinkError(file: string): BusError {
-  return new BusError(`${file} is a symbolic link; filebus does not follow links at the bus's files`, file, { code: 'ELOOP' });
 }
 
 /**

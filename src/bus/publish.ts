@@ -5,7 +5,8 @@
  * pressure only adds "wait until F is gone, and re-check under the lock".
  */
 import fs from 'node:fs';
-import { type Bus, checkRegular, chunkPresent, symlinkError } from './open.js';
+import { type Bus } from './open.js';
+import { checkRegular, chunkPresent, symlinkError } from './checks.js';
 import { BusError, busError, errnoCode } from '../errors.js';
 import type { HistoryWriter } from '../history.js';
 import type { BusPaths } from '../options.js';

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { busError, errnoCode } from '../errors.js';
-import { checkRegular, symlinkError } from './open.js';
+import { checkRegular, symlinkError } from './checks.js';
 
 export interface Chunk {
   readonly data: Buffer;
