@@ -22,7 +22,8 @@ import { BusError, busError, errnoCode } from './errors.js';
 import type { BusPaths } from './options.js';
 import { checkRegular, symlinkError } from './bus/checks.js';
 import { identityOf, readChunk, type ScratchBuffer } from './bus/read.js';
-import { RECORD_DIGITS, overwriteRecord } from './bus/record-file.js';
+import { RECORD_DIGITS } from './bus/record-file.js';
+import { errnoError, link, lstatIdentity, preadStart, pwriteStart, unlink } from './sys/libc.js';
 
 /** Digits of an entry's name: 10^16 chunks is three centuries at a million a second. */
 const DIGITS = RECORD_DIGITS;
@@ -32,6 +33,8 @@ const HEAD = 'head';
 const HEAD_BYTES = 64;
 /** How often an idle consumer looks for an entry that a killed producer linked but never published at `F`. */
 const LOOK_MS = 100;
+const S_IFLNK = 0o120000;
+const ENOENT = 2;
 
 /** Chunks a consumer skipped because they left the window before it read them. */
 export interface MissedChunks {
@@ -178,21 +181,19 @@ export class HistoryWriter {
   link(staging: string): number {
     for (let attempt = 0; ; attempt++) {
       const seq = this.#head() + 1;
-      try {
-        fs.linkSync(staging, `${this.#dir}/${entryName(seq)}`);
-        return seq;
-      } catch (error) {
-        const code = errnoCode(error);
-        // EEXIST: a producer was killed after linking an entry and before
-        // advancing the head; that entry is a whole chunk that consumers may
-        // already have read, so it keeps its number and we take the next.
-        // ENOENT: someone removed the directory; start it again.
-        if ((code === 'EEXIST' || code === 'ENOENT') && attempt < 3) {
-          this.#reopen();
-          continue;
-        }
-        throw busError('link into the history', path.join(this.#dir, entryName(seq)), error);
+      const errno = link(staging, `${this.#dir}/${entryName(seq)}`);
+      if (errno === 0) return seq;
+      const error = errnoError(errno);
+      const code = errnoCode(error);
+      // EEXIST: a producer was killed after linking an entry and before
+      // advancing the head; that entry is a whole chunk that consumers may
+      // already have read, so it keeps its number and we take the next.
+      // ENOENT: someone removed the directory; start it again.
+      if ((code === 'EEXIST' || code === 'ENOENT') && attempt < 3) {
+        this.#reopen();
+        continue;
       }
+      throw busError('link into the history', path.join(this.#dir, entryName(seq)), error);
     }
   }
 
@@ -214,8 +215,10 @@ export class HistoryWriter {
    * replaced by another is opened afresh (a peer started the history over).
    */
   #checkDir(): void {
-    const st = lstatHistory(this.#dir);
-    if (st === undefined || `${st.dev}:${st.ino}` !== this.#dirId) this.#reopen();
+    // Through libc: an lstat through node:fs builds a Stats with four Dates, every publish.
+    const st = lstatIdentity(this.#dir);
+    if (typeof st !== 'number' && st.type === S_IFLNK) throw symlinkError(this.#dir);
+    if (typeof st === 'number' || st.id !== this.#dirId) this.#reopen();
   }
 
   /** Makes the directory if missing and opens the head file, refusing anything planted in their place. */
@@ -232,7 +235,10 @@ export class HistoryWriter {
     if (st === undefined || !st.isDirectory()) {
       throw new BusError(`${this.#dir} is not a directory; the history must be one`, this.#dir, { code: 'ENOTDIR' });
     }
-    this.#dirId = `${st.dev}:${st.ino}`;
+    const id = lstatIdentity(this.#dir);
+    if (typeof id === 'number') throw busError('look at', this.#dir, errnoError(id));
+    if (id.type === S_IFLNK) throw symlinkError(this.#dir);
+    this.#dirId = id.id;
     try {
       this.#headFd = fs.openSync(this.#headPath, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK, 0o666);
     } catch (error) {
@@ -270,12 +276,8 @@ export class HistoryWriter {
   }
 
   #head(): number {
-    let n: number;
-    try {
-      n = fs.readSync(this.#headFd, this.#headBytes, 0, HEAD_BYTES, 0);
-    } catch (error) {
-      throw busError('read', this.#headPath, error);
-    }
+    const n = preadStart(this.#headFd, this.#headBytes, HEAD_BYTES);
+    if (n < 0) throw busError('read', this.#headPath, errnoError(-n));
     // Empty: a new history. Anything unreadable is treated the same, and the
     // link that follows (EEXIST) and the tidy put the count right.
     return n === 0 ? 0 : (parseHead(this.#headBytes.subarray(0, n)) ?? 0);
@@ -288,15 +290,15 @@ export class HistoryWriter {
    */
   #writeHead(seq: number): void {
     const length = this.#headBytes.write(`${entryName(seq)}\n`, 0, 'latin1');
-    overwriteRecord(this.#headFd, this.#headBytes, length, this.#headPath);
+    // One pwrite of the whole fixed-width record, as bus/record-file.ts's overwriteRecord.
+    const written = pwriteStart(this.#headFd, this.#headBytes, length);
+    if (written < 0) throw busError('write', this.#headPath, errnoError(-written));
+    if (written !== length) throw busError('write', this.#headPath, Object.assign(new Error(`short write: ${written} of ${length} bytes`), { code: 'EIO' }));
   }
 
   #remove(seq: number): void {
-    try {
-      fs.unlinkSync(`${this.#dir}/${entryName(seq)}`);
-    } catch (error) {
-      if (errnoCode(error) !== 'ENOENT') throw busError('remove', path.join(this.#dir, entryName(seq)), error);
-    }
+    const errno = unlink(`${this.#dir}/${entryName(seq)}`);
+    if (errno !== 0 && errno !== ENOENT) throw busError('remove', path.join(this.#dir, entryName(seq)), errnoError(errno));
   }
 }
 

@@ -127,3 +127,58 @@ export function errnoError(number: number, call?: string): Error {
   const code = errnoNames.get(number) ?? `E${number}`;
   return Object.assign(new Error(call === undefined ? code : `${call} failed: ${code}`), { code, errno: number });
 }
+
+// The history writer's per-publish calls (src/history.ts). node:fs wraps
+// each sync call in a request and, for lstat, a Stats object with four
+// Dates; at tens of thousands of publishes a second that is a large share
+// of the cost, so these go straight to libc. Each returns -1 and leaves
+// koffi.errno() set on failure, as libc does.
+const linkFn = libc.func('int link(const char *oldpath, const char *newpath)');
+const unlinkFn = libc.func('int unlink(const char *pathname)');
+const preadFn = libc.func('long pread(int fd, _Out_ uint8_t *buf, unsigned long count, long offset)');
+const pwriteFn = libc.func('long pwrite(int fd, const uint8_t *buf, unsigned long count, long offset)');
+const statxFn = libc.func('int statx(int dirfd, const char *pathname, int flags, unsigned int mask, _Out_ uint8_t *buf)');
+const AT_FDCWD = -100;
+const AT_SYMLINK_NOFOLLOW = 0x100;
+const STATX_TYPE = 0x1;
+const STATX_INO = 0x100;
+/** struct statx is 256 bytes, its layout the same on every architecture. */
+const statxBuffer = Buffer.alloc(256);
+
+/** link(2); 0 or the errno. */
+export function link(from: string, to: string): number {
+  return linkFn(from, to) === 0 ? 0 : koffi.errno();
+}
+
+/** unlink(2); 0 or the errno. */
+export function unlink(file: string): number {
+  return unlinkFn(file) === 0 ? 0 : koffi.errno();
+}
+
+/** pread(2) into `buffer[0, length)` at offset 0; bytes read, or minus the errno. */
+export function preadStart(fd: number, buffer: Buffer, length: number): number {
+  const n = Number(preadFn(fd, buffer, length, 0));
+  return n >= 0 ? n : -koffi.errno();
+}
+
+/** pwrite(2) of `buffer[0, length)` at offset 0; bytes written, or minus the errno. */
+export function pwriteStart(fd: number, buffer: Buffer, length: number): number {
+  const n = Number(pwriteFn(fd, buffer, length, 0));
+  return n >= 0 ? n : -koffi.errno();
+}
+
+/** What lstat(2) says of a path, as far as the history writer needs it. */
+export interface LinkIdentity {
+  /** S_IFMT bits of the mode. */
+  readonly type: number;
+  /** Device and inode, `dev:ino`, to notice a path naming another file now. */
+  readonly id: string;
+}
+
+/** lstat of `file` through statx(2), type and identity only; the errno on failure. */
+export function lstatIdentity(file: string): LinkIdentity | number {
+  if (statxFn(AT_FDCWD, file, AT_SYMLINK_NOFOLLOW, STATX_TYPE | STATX_INO, statxBuffer) !== 0) return koffi.errno();
+  const type = statxBuffer.readUInt16LE(28) & 0o170000;
+  const ino = statxBuffer.readBigUInt64LE(32);
+  return { type, id: `${statxBuffer.readUInt32LE(136)}:${statxBuffer.readUInt32LE(140)}:${ino}` };
+}
