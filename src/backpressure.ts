@@ -7,12 +7,12 @@
  * end-of-stream chunk (see producer.ts).
  */
 import fs from 'node:fs';
-import { type Bus } from './bus/open.js';
-import { chunkPresent } from './bus/checks.js';
+import { type Bus } from './core/bus.js';
+import { chunkPresent } from './core/checks.js';
 import { busError, errnoCode } from './errors.js';
-import { type ScratchBuffer, readChunk } from './bus/read.js';
-import { StreamEnds } from './bus/ends.js';
-import { BUSY, untilFree } from './bus/watch.js';
+import { type ScratchBuffer, readChunk } from './core/read.js';
+import { StreamEnds } from './ext/ends/stream-ends.js';
+import { BUSY, untilFree } from './core/wait.js';
 
 /**
  * What a consumer does with a chunk; resolves once the chunk is safely

@@ -5,13 +5,15 @@
  */
 import { Readable, addAbortSignal } from 'node:stream';
 import { type Deliver, consumeQueue } from './backpressure.js';
-import { type Bus, openBus } from './bus/open.js';
-import { HistoryCursor, type MissedChunks } from './history.js';
+import { type Bus, openBus } from './core/bus.js';
+import { FileCursor } from './core/cursor.js';
+import { refuseLink } from './core/checks.js';
+import { HistoryCursor, type MissedChunks } from './ext/history/history.js';
 import type { BusOptions } from './options.js';
-import { ScratchBuffer } from './bus/read.js';
+import { ScratchBuffer } from './core/read.js';
 
 export type { Deliver } from './backpressure.js';
-export type { MissedChunks } from './history.js';
+export type { MissedChunks } from './ext/history/history.js';
 
 export interface ConsumeOptions extends BusOptions {
   /**
@@ -37,6 +39,8 @@ export interface ConsumeOptions extends BusOptions {
  */
 export async function consume(options: ConsumeOptions, deliver: Deliver): Promise<void> {
   const bus = openBus(options, { writes: options.backPressure === true, waitsFor: 'arrival' });
+  // No role follows a link at F.history, history reader or not.
+  refuseLink(bus.options.paths.history);
   const scratch = options.reuseBuffers ? new ScratchBuffer({ collect: bus.options.blockingWait }) : undefined;
   try {
     if (bus.options.backPressure) await consumeQueue(bus, deliver, options.signal, scratch);
@@ -54,12 +58,12 @@ export async function consume(options: ConsumeOptions, deliver: Deliver): Promis
  * eavesdropper) are not passed on.
  */
 async function consumeMulticast(bus: Bus, deliver: Deliver, options: ConsumeOptions, scratch?: ScratchBuffer): Promise<never> {
-  const cursor = new HistoryCursor(bus.options.paths, {
-    replay: bus.options.replay,
+  const sizeMayBeStale = bus.fileSystem.shared;
+  // F alone until a chunk with history shows up; then the history's cursor reads on.
+  const cursor = new FileCursor(bus.options.paths.file, {
     scratch,
-    sizeMayBeStale: bus.fileSystem.shared,
-    onMissed: options.onMissed,
-    log: bus.options.log,
+    sizeMayBeStale,
+    takeOver: () => new HistoryCursor(bus.options.paths, { replay: bus.options.replay, scratch, sizeMayBeStale, onMissed: options.onMissed, log: bus.options.log }),
   });
   const next = () => cursor.next();
   for (let afterDelivery = false; ; afterDelivery = true) {

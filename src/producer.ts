@@ -11,11 +11,12 @@
  */
 import fs from 'node:fs';
 import { Writable, addAbortSignal } from 'node:stream';
-import { type Bus, openBus } from './bus/open.js';
+import { type Bus, openBus } from './core/bus.js';
 import { busError, errnoCode } from './errors.js';
 import { type BusOptions, defaults, parseBlockSize } from './options.js';
 import { waitReadable } from './sys/libc.js';
-import { publish } from './bus/publish.js';
+import { publish } from './core/publish.js';
+import { HistoryWriter } from './ext/history/history.js';
 import { fullChunk, recordTerminator, wholeRecords } from './records.js';
 
 const END_OF_STREAM = Buffer.alloc(0);
@@ -48,7 +49,12 @@ export class Producer extends Writable {
   constructor(options: BusOptions) {
     // Checked before the stream sees it, so a bad size is our UsageError, not Node's.
     super({ highWaterMark: parseBlockSize(options.blockSize ?? defaults.blockSize) });
-    this.#bus = openBus(options, { writes: true, waitsFor: options.backPressure ? 'removal' : 'nothing' });
+    this.#bus = openBus(options, {
+      writes: true,
+      waitsFor: options.backPressure ? 'removal' : 'nothing',
+      // Opened lazily, under the lock, by the first publish.
+      publishHook: ({ paths, history }) => (history > 0 ? new HistoryWriter(paths, history) : undefined),
+    });
     this.#holdMs = this.#bus.options.backPressure ? 0 : Math.min(HOLD_MS, this.#bus.options.sleepMs);
     this.#recordHoldMs = Math.min(HOLD_MS, this.#bus.options.sleepMs);
     this.#terminator = recordTerminator(this.#bus.options.records);

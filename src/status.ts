@@ -4,9 +4,9 @@
  * staging file, and the mode the bus looks like it is in.
  */
 import fs from 'node:fs';
-import { checkRegular, symlinkError } from './bus/checks.js';
+import { checkRegular, symlinkError } from './core/checks.js';
 import { BusError, busError, errnoCode } from './errors.js';
-import { historyWindow } from './history.js';
+import { historyWindow } from './ext/history/history.js';
 import { busPaths } from './options.js';
 
 export interface FileStatus {

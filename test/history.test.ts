@@ -9,7 +9,7 @@ import path from 'node:path';
 import { expect, test } from 'vitest';
 import { type MissedChunks, createConsumer } from '../src/index.js';
 import { MissedReporter } from '../src/cli/missed.js';
-import { entryName, historyWindow } from '../src/history.js';
+import { entryName, historyWindow } from '../src/ext/history/history.js';
 import { type Proc, filebus, sleep, tempDir, until, waitForFile } from './helpers.js';
 import { RECORD, RecordTally, random, writeRecordFile } from './load.js';
 

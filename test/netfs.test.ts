@@ -10,8 +10,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { type TestContext, afterEach, describe, expect, test } from 'vitest';
-import { openBus } from '../src/bus/open.js';
-import { readChunk } from '../src/bus/read.js';
+import { openBus } from '../src/core/bus.js';
+import { readChunk } from '../src/core/read.js';
 import { fileSystemOf } from '../src/sys/fstype.js';
 import { type Proc, asleepInEventLoop, filebus, lockHeld, openFiles, run, sha256, stop, tempDir, until, writeLinesAtRate } from './helpers.js';
 

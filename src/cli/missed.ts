@@ -5,7 +5,7 @@
  * second added up, so a consumer that keeps falling behind cannot flood
  * the terminal.
  */
-import type { MissedChunks } from '../history.js';
+import type { MissedChunks } from '../ext/history/history.js';
 
 const INTERVAL_MS = 1000;
 

@@ -8,15 +8,7 @@
  * chunk.
  */
 import fs from 'node:fs';
-import koffi from 'koffi';
-import { errnoError } from './libc.js';
-
-const libc = koffi.load('libc.so.6');
-const inotifyInit1 = libc.func('int inotify_init1(int flags)');
-const inotifyAddWatch = libc.func('int inotify_add_watch(int fd, const char *path, uint32_t mask)');
-// Buffers passed as void * are used in place: no copy in or out.
-const ppollFn = libc.func('int ppoll(void *fds, unsigned long nfds, void *timeout, void *sigmask)');
-const readFn = libc.func('long read(int fd, void *buf, unsigned long count)');
+import { EINTR, POLLIN, errnoError, inotifyAddWatch, inotifyInit, pollMs, read } from './libc.js';
 
 export const IN_MOVED_TO = 0x80;
 export const IN_CREATE = 0x100;
@@ -28,22 +20,6 @@ const IN_IGNORED = 0x8000;
 const IN_ONLYDIR = 0x1000000;
 const IN_NONBLOCK = 0o4000;
 const IN_CLOEXEC = 0o2000000;
-
-export const POLLIN = 0x001;
-
-/**
- * poll(2) with a timeout in (fractional) milliseconds: ppoll takes a
- * timespec, so a 0.1 ms back-off is 0.1 ms, not poll's whole millisecond.
- */
-function pollMs(fds: Buffer | null, count: number, timeoutMs: number): number {
-  const ns = Math.max(0, Math.round(timeoutMs * 1e6));
-  timespec.writeBigInt64LE(BigInt(Math.floor(ns / 1e9)), 0);
-  timespec.writeBigInt64LE(BigInt(ns % 1e9), 8);
-  return ppollFn(fds, count, timespec, null);
-}
-const timespec = Buffer.alloc(16);
-export const POLLOUT = 0x004;
-const EINTR = 4;
 
 /** What one wait ended with. */
 export type Wake = 'event' | 'timeout' | 'interrupted';
@@ -69,17 +45,16 @@ export class DirectoryWatch {
    * ENOSYS; EMFILE).
    */
   constructor(dir: string, name: string, mask: number, lockFile?: string) {
-    const fd = inotifyInit1(IN_NONBLOCK | IN_CLOEXEC);
-    if (fd < 0) throw errnoError(koffi.errno(), 'inotify_init1');
+    const fd = inotifyInit(IN_NONBLOCK | IN_CLOEXEC);
+    if (fd < 0) throw errnoError(fd, 'inotify_init1');
     const dirWatch = mask === 0 ? -1 : inotifyAddWatch(fd, dir, mask | IN_ONLYDIR);
     if (mask !== 0 && dirWatch < 0) {
-      const errno = koffi.errno();
       fs.closeSync(fd);
-      throw errnoError(errno, `inotify_add_watch ${dir}`);
+      throw errnoError(dirWatch, `inotify_add_watch ${dir}`);
     }
     // The lock file is never replaced, so a watch on the file itself holds.
     // Best effort: without it a waiter for the lock falls back to its back-off.
-    this.#lockWatch = lockFile === undefined ? -1 : inotifyAddWatch(fd, lockFile, IN_CLOSE_WRITE);
+    this.#lockWatch = lockFile === undefined ? -1 : Math.max(-1, inotifyAddWatch(fd, lockFile, IN_CLOSE_WRITE));
     this.#fd = fd;
     this.#name = Buffer.from(name);
     this.#pollfd.writeInt32LE(fd, 0);
@@ -101,7 +76,7 @@ export class DirectoryWatch {
     for (;;) {
       this.#pollfd.writeInt16LE(0, 6);
       const ready = pollMs(this.#pollfd, 1, timeoutMs);
-      if (ready < 0) return koffi.errno() === EINTR ? 'interrupted' : 'timeout';
+      if (ready < 0) return ready === -EINTR ? 'interrupted' : 'timeout';
       if (ready === 0) return 'timeout';
       if (this.#drain()) return 'event';
       if (!this.#alive) return 'timeout';
@@ -124,9 +99,8 @@ export class DirectoryWatch {
   #drain(): boolean {
     let hit = false;
     for (;;) {
-      // read(2) through koffi, not fs.readSync: an empty queue (EAGAIN) is
-      // a plain -1 here, not a thrown Error.
-      const length = Number(readFn(this.#fd, this.#events, this.#events.length));
+      // An empty queue is -EAGAIN here, not a thrown Error.
+      const length = read(this.#fd, this.#events);
       if (length <= 0) return hit;
       for (let offset = 0; offset + 16 <= length; ) {
         const watch = this.#events.readInt32LE(offset);
@@ -150,22 +124,4 @@ export class DirectoryWatch {
     if (this.#events.compare(name, 0, name.length, start, start + name.length) !== 0) return false;
     return length === name.length || this.#events[start + name.length] === 0;
   }
-}
-
-/**
- * Blocks until `fd` can take more bytes (POLLOUT), `timeoutMs` passes, or
- * a signal interrupts; true when writable (or in error: the write that
- * follows reports it).
- */
-export function waitWritable(fd: number, timeoutMs: number): boolean {
-  const pollfd = Buffer.alloc(8);
-  pollfd.writeInt32LE(fd, 0);
-  pollfd.writeInt16LE(POLLOUT, 4);
-  return pollMs(pollfd, 1, timeoutMs) > 0;
-}
-
-/** Blocks the thread for `ms` (interrupted early by a signal). */
-export function sleepSync(ms: number): Wake {
-  const ready = pollMs(null, 0, ms);
-  return ready < 0 && koffi.errno() === EINTR ? 'interrupted' : 'timeout';
 }

@@ -6,9 +6,7 @@
  * to the event loop between short waits so that signals are still handled.
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { EAGAIN, EINTR, errno, writeFrom } from './files.js';
-import { errnoError } from './libc.js';
-import { waitWritable } from './inotify.js';
+import { EAGAIN, EINTR, errnoError, waitWritable, write } from './libc.js';
 
 /** Longest single wait for room in the pipe before a turn of the event loop. */
 const SLICE_MS = 20;
@@ -32,21 +30,13 @@ async function writeRest(fd: number, data: Uint8Array, written: number, signal?:
   }
 }
 
-/**
- * Writes until done or the descriptor would block; returns the new offset.
- * write(2) through koffi: a full pipe is a plain -1 and EAGAIN, not a
- * thrown Error (see files.ts for what node:fs costs per call).
- */
+/** Writes until done or the descriptor would block; returns the new offset. */
 function writeWhatFits(fd: number, data: Uint8Array, written: number): number {
   while (written < data.length) {
-    const n = writeFrom(fd, data, written);
-    if (n >= 0) {
-      written += n;
-      continue;
-    }
-    const number = errno();
-    if (number === EAGAIN) return written;
-    if (number !== EINTR) throw errnoError(number);
+    const n = write(fd, data, written);
+    if (n >= 0) written += n;
+    else if (n === -EAGAIN) return written;
+    else if (n !== -EINTR) throw errnoError(n);
   }
   return written;
 }

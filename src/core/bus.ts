@@ -7,11 +7,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { busError, errnoCode } from '../errors.js';
 import { checkRegular, refuseLink } from './checks.js';
-import { HistoryWriter } from '../history.js';
+import type { PublishHook } from './extension.js';
 import { BusLock } from './lock.js';
 import { type BusOptions, type ResolvedOptions, resolveOptions } from '../options.js';
 import { type FileSystemKind, fileSystemOf } from '../sys/fstype.js';
-import { type WaitsFor, type Watcher, createWatcher } from './watch.js';
+import { type WaitsFor, type Watcher, createWatcher } from './wait.js';
 
 export interface Bus {
   readonly options: ResolvedOptions;
@@ -22,8 +22,8 @@ export interface Bus {
    * other hosts' chunks raise no notification here: the poll finds them.
    */
   readonly fileSystem: FileSystemKind;
-  /** A producer's side of the history extension, when it keeps one (`history` > 0). */
-  readonly history: HistoryWriter | undefined;
+  /** What extensions add to each publish (the history's numbering), run under the lock. */
+  readonly publishHook: PublishHook | undefined;
   close(): void;
 }
 
@@ -36,6 +36,8 @@ export interface BusRole {
    * producers for nothing. Default: any change.
    */
   readonly waitsFor?: WaitsFor;
+  /** A producer's extensions, run inside each publish (see PublishHook), made from the resolved options. */
+  readonly publishHook?: ((options: ResolvedOptions) => PublishHook | undefined) | undefined;
 }
 
 export function openBus(busOptions: BusOptions, role: BusRole): Bus {
@@ -51,7 +53,6 @@ export function openBus(busOptions: BusOptions, role: BusRole): Bus {
   checkRegular(paths.file);
   refuseLink(paths.lock);
   refuseLink(paths.staging);
-  refuseLink(paths.history);
   // In a work queue the lock changes hands at every chunk, and a waiter
   // learns of each release from the holder's close of F.lock.
   const lockReleases = options.blockingWait && options.backPressure && role.writes;
@@ -64,6 +65,7 @@ export function openBus(busOptions: BusOptions, role: BusRole): Bus {
     }
     lock.open();
   }
+  const publishHook = role.publishHook?.(options);
   const fileSystem = detectFileSystem(paths.dir);
   // Notifications still wake us at once for writers on this host; the poll,
   // which runs in every case, is what sees everyone else.
@@ -72,17 +74,15 @@ export function openBus(busOptions: BusOptions, role: BusRole): Bus {
     { dir: paths.dir, base: paths.base, lock: lockReleases ? paths.lock : undefined, intervalMs: options.sleepMs, monitoring: options.fileMonitoring, waitsFor: role.waitsFor ?? 'any', log: options.log },
     options.blockingWait,
   );
-  // Opened lazily, under the lock, by the first publish.
-  const history = role.writes && options.history > 0 ? new HistoryWriter(paths, options.history) : undefined;
   return {
     options,
     lock,
     watcher,
     fileSystem,
-    history,
+    publishHook,
     close() {
       watcher.close();
-      history?.close();
+      publishHook?.close();
       lock.close();
     },
   };

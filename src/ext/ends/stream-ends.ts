@@ -17,10 +17,10 @@
  * that know nothing of the file, never touch it.
  */
 import fs from 'node:fs';
-import { BusError, busError, errnoCode } from '../errors.js';
-import { EWOULDBLOCK, LOCK_EX, LOCK_NB, LOCK_SH, flock } from '../sys/libc.js';
-import { symlinkError } from './checks.js';
-import { overwriteRecord, recordNumber } from './record-file.js';
+import { BusError, busError, errnoCode } from '../../errors.js';
+import { LOCK_EX, LOCK_NB, LOCK_SH, errnoError, flock } from '../../sys/libc.js';
+import { symlinkError } from '../../core/checks.js';
+import { overwriteRecord, recordNumber } from '../../core/record-file.js';
 
 interface Count {
   /** Streams that have ended on this bus so far. */
@@ -51,8 +51,8 @@ export class StreamEnds {
       if (alone) this.#write({ streams: count.streams, markers: 0 });
       this.#last = count;
       // Every exclusive attempt is made under the bus lock, which we hold, so this never waits.
-      const errno = flock(this.#fd, LOCK_SH | LOCK_NB);
-      if (errno !== 0) throw busError('lock', file, Object.assign(new Error(`flock failed, errno ${errno}`), { code: errno === EWOULDBLOCK ? 'EWOULDBLOCK' : `E${errno}` }));
+      const result = flock(this.#fd, LOCK_SH | LOCK_NB);
+      if (result < 0) throw busError('lock', file, errnoError(result, 'flock'));
       this.#stream = count.streams;
     } catch (error) {
       fs.closeSync(this.#fd);

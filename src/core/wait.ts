@@ -24,7 +24,8 @@
  */
 import fs from 'node:fs';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { DirectoryWatch, type Wake, sleepSync } from '../sys/inotify.js';
+import { DirectoryWatch, type Wake } from '../sys/inotify.js';
+import { sleepSync } from '../sys/libc.js';
 
 /** Which change of `F` a role waits for; the others need not wake it. */
 export type WaitsFor = 'arrival' | 'removal' | 'any' | 'nothing';
@@ -297,7 +298,8 @@ export class BlockingWatcher implements Watcher {
   }
 
   #wait(ms: number): Wake {
-    return this.#watch?.alive ? this.#watch.wait(ms) : sleepSync(ms);
+    if (this.#watch?.alive) return this.#watch.wait(ms);
+    return sleepSync(ms) ? 'timeout' : 'interrupted';
   }
 
   /** One turn of the event loop: signal handlers, timers and I/O callbacks run. */

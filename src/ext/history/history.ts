@@ -18,12 +18,13 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { BusError, busError, errnoCode } from './errors.js';
-import type { BusPaths } from './options.js';
-import { checkRegular, symlinkError } from './bus/checks.js';
-import { identityOf, readChunk, type ScratchBuffer } from './bus/read.js';
-import { RECORD_DIGITS } from './bus/record-file.js';
-import { errnoError, link, lstatIdentity, preadStart, pwriteStart, unlink } from './sys/libc.js';
+import { BusError, busError, errnoCode } from '../../errors.js';
+import type { BusPaths } from '../../options.js';
+import { checkRegular, refuseLink, symlinkError } from '../../core/checks.js';
+import type { Cursor, PublishHook } from '../../core/extension.js';
+import { identityOf, readChunk, type ScratchBuffer } from '../../core/read.js';
+import { RECORD_DIGITS } from '../../core/record-file.js';
+import { ENOENT, errnoError, link, lstatIdentity, preadStart, pwriteStart, unlink } from '../../sys/libc.js';
 
 /** Digits of an entry's name: 10^16 chunks is three centuries at a million a second. */
 const DIGITS = RECORD_DIGITS;
@@ -34,7 +35,6 @@ const HEAD_BYTES = 64;
 /** How often an idle consumer looks for an entry that a killed producer linked but never published at `F`. */
 const LOOK_MS = 100;
 const S_IFLNK = 0o120000;
-const ENOENT = 2;
 
 /** Chunks a consumer skipped because they left the window before it read them. */
 export interface MissedChunks {
@@ -143,7 +143,7 @@ export function historyWindow(paths: Pick<BusPaths, 'history'>): HistoryWindow |
  * left behind by a producer killed mid-publish cannot make two chunks
  * share a number.
  */
-export class HistoryWriter {
+export class HistoryWriter implements PublishHook {
   readonly #dir: string;
   readonly #keep: number;
   readonly #headPath: string;
@@ -152,12 +152,15 @@ export class HistoryWriter {
   #dirId = '';
   /** Publishes until the next full tidy of the window. */
   #untilTidy = 0;
+  /** The number the chunk being published got in `staged`. */
+  #seq = 0;
   readonly #headBytes = Buffer.allocUnsafe(HEAD_BYTES);
 
   constructor(paths: BusPaths, keep: number) {
     this.#dir = paths.history;
     this.#headPath = path.join(paths.history, HEAD);
     this.#keep = keep;
+    refuseLink(this.#dir);
   }
 
   /**
@@ -167,7 +170,7 @@ export class HistoryWriter {
    * chunks plus a few. (A staging file such a producer left linked to an
    * entry is never truncated: publish.ts stages into a fresh file.)
    */
-  prepare(): void {
+  beforeStage(): void {
     if (this.#headFd < 0) this.#open();
     else this.#checkDir();
     if (--this.#untilTidy <= 0) this.#tidy();
@@ -178,12 +181,20 @@ export class HistoryWriter {
    * as the next entry and returns its sequence number. Linking first means
    * `F` never shows a chunk the history lacks.
    */
-  link(staging: string): number {
+  staged(staging: string): void {
+    this.#seq = this.#link(staging);
+  }
+
+  published(): void {
+    this.#advance(this.#seq);
+  }
+
+  #link(staging: string): number {
     for (let attempt = 0; ; attempt++) {
       const seq = this.#head() + 1;
-      const errno = link(staging, `${this.#dir}/${entryName(seq)}`);
-      if (errno === 0) return seq;
-      const error = errnoError(errno);
+      const result = link(staging, `${this.#dir}/${entryName(seq)}`);
+      if (result === 0) return seq;
+      const error = errnoError(result);
       const code = errnoCode(error);
       // EEXIST: a producer was killed after linking an entry and before
       // advancing the head; that entry is a whole chunk that consumers may
@@ -198,7 +209,7 @@ export class HistoryWriter {
   }
 
   /** After the rename: records the head and drops the entry that left the window. */
-  advance(seq: number): void {
+  #advance(seq: number): void {
     this.#writeHead(seq);
     if (seq - this.#keep >= 1) this.#remove(seq - this.#keep);
   }
@@ -277,7 +288,7 @@ export class HistoryWriter {
 
   #head(): number {
     const n = preadStart(this.#headFd, this.#headBytes, HEAD_BYTES);
-    if (n < 0) throw busError('read', this.#headPath, errnoError(-n));
+    if (n < 0) throw busError('read', this.#headPath, errnoError(n));
     // Empty: a new history. Anything unreadable is treated the same, and the
     // link that follows (EEXIST) and the tidy put the count right.
     return n === 0 ? 0 : (parseHead(this.#headBytes.subarray(0, n)) ?? 0);
@@ -292,13 +303,13 @@ export class HistoryWriter {
     const length = this.#headBytes.write(`${entryName(seq)}\n`, 0, 'latin1');
     // One pwrite of the whole fixed-width record, as bus/record-file.ts's overwriteRecord.
     const written = pwriteStart(this.#headFd, this.#headBytes, length);
-    if (written < 0) throw busError('write', this.#headPath, errnoError(-written));
+    if (written < 0) throw busError('write', this.#headPath, errnoError(written));
     if (written !== length) throw busError('write', this.#headPath, Object.assign(new Error(`short write: ${written} of ${length} bytes`), { code: 'EIO' }));
   }
 
   #remove(seq: number): void {
-    const errno = unlink(`${this.#dir}/${entryName(seq)}`);
-    if (errno !== 0 && errno !== ENOENT) throw busError('remove', path.join(this.#dir, entryName(seq)), errnoError(errno));
+    const result = unlink(`${this.#dir}/${entryName(seq)}`);
+    if (result < 0 && result !== -ENOENT) throw busError('remove', path.join(this.#dir, entryName(seq)), errnoError(result));
   }
 }
 
@@ -326,7 +337,7 @@ export interface CursorOptions {
  *
  * Synchronous on purpose, so any wait loop can drive it.
  */
-export class HistoryCursor {
+export class HistoryCursor implements Cursor {
   readonly #file: string;
   readonly #dir: string;
   readonly #options: CursorOptions;

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import { BusError, busError, errnoCode } from '../errors.js';
 import { symlinkError } from './checks.js';
 import { EINTR, EWOULDBLOCK, LOCK_EX, LOCK_NB, LOCK_UN, errnoError, flock } from '../sys/libc.js';
-import { BUSY, type Watcher, untilFree } from './watch.js';
+import { BUSY, type Watcher, untilFree } from './wait.js';
 
 /** How long `acquire` retries a contended lock before backing off. */
 const SPIN_MS = 0.1;
@@ -57,9 +57,9 @@ export class BusLock {
    */
   tryAcquire(spinMs = TRY_SPIN_MS): boolean {
     for (;;) {
-      const errno = this.#attempt(spinMs);
-      if (errno === EWOULDBLOCK) return false;
-      if (this.#granted(errno)) return true;
+      const result = this.#attempt(spinMs);
+      if (result === -EWOULDBLOCK) return false;
+      if (this.#granted(result)) return true;
     }
   }
 
@@ -126,15 +126,15 @@ export class BusLock {
     this.open();
     const deadline = performance.now() + spinMs;
     for (;;) {
-      const errno = flock(this.#fd, LOCK_EX | LOCK_NB);
-      if (errno !== EWOULDBLOCK || performance.now() > deadline) return errno;
+      const result = flock(this.#fd, LOCK_EX | LOCK_NB);
+      if (result !== -EWOULDBLOCK || performance.now() > deadline) return result;
     }
   }
 
-  /** After flock returned `errno`: true when we now hold the lock on the current F.lock. */
-  #granted(errno: number): boolean {
-    if (errno === EINTR) return false;
-    if (errno !== 0) throw busError('lock', this.path, errnoError(errno, 'flock'));
+  /** After flock returned `result`: true when we now hold the lock on the current F.lock. */
+  #granted(result: number): boolean {
+    if (result === -EINTR) return false;
+    if (result < 0) throw busError('lock', this.path, errnoError(result, 'flock'));
     if (this.#stillCurrent()) {
       this.#held = true;
       return true;

@@ -5,12 +5,12 @@
  * pressure only adds "wait until F is gone, and re-check under the lock".
  */
 import fs from 'node:fs';
-import { type Bus } from './open.js';
+import { type Bus } from './bus.js';
 import { checkRegular, chunkPresent, symlinkError } from './checks.js';
 import { BusError, busError, errnoCode } from '../errors.js';
-import type { HistoryWriter } from '../history.js';
+import type { PublishHook } from './extension.js';
 import type { BusPaths } from '../options.js';
-import { BUSY, untilFree } from './watch.js';
+import { BUSY, untilFree } from './wait.js';
 
 export async function publish(bus: Bus, chunk: Uint8Array, signal?: AbortSignal): Promise<void> {
   const { paths, backPressure } = bus.options;
@@ -24,7 +24,7 @@ export async function publish(bus: Bus, chunk: Uint8Array, signal?: AbortSignal)
     try {
       // Another producer may have filled the slot between our check and the lock.
       if (backPressure && chunkPresent(paths.file)) continue;
-      stageAndRename(paths, chunk, bus.history);
+      stageAndRename(paths, chunk, bus.publishHook);
       return;
     } finally {
       bus.lock.release();
@@ -52,8 +52,8 @@ async function lockFreeSlot(bus: Bus, signal?: AbortSignal): Promise<void> {
  * and no signal handler can run between them, so a staging file is only
  * ever left behind by SIGKILL (and the next publish replaces it).
  */
-function stageAndRename(paths: BusPaths, chunk: Uint8Array, history?: HistoryWriter): void {
-  history?.prepare();
+function stageAndRename(paths: BusPaths, chunk: Uint8Array, hook?: PublishHook): void {
+  hook?.beforeStage();
   const fd = createStaging(paths.staging);
   // On any failure the previous chunk at F is untouched; the partial one is dropped.
   try {
@@ -72,10 +72,9 @@ function stageAndRename(paths: BusPaths, chunk: Uint8Array, history?: HistoryWri
     removeQuietly(paths.staging);
     throw busError('write', paths.staging, error);
   }
-  let seq: number | undefined;
   try {
-    // With history, the whole chunk gets its number before F shows it.
-    seq = history?.link(paths.staging);
+    // An extension's part (the history's numbered link) is in place before F shows the chunk.
+    hook?.staged(paths.staging);
     fs.renameSync(paths.staging, paths.file);
   } catch (error) {
     removeQuietly(paths.staging);
@@ -83,7 +82,7 @@ function stageAndRename(paths: BusPaths, chunk: Uint8Array, history?: HistoryWri
     checkRegular(paths.file);
     throw busError('publish', paths.staging, error);
   }
-  if (seq !== undefined) history!.advance(seq);
+  hook?.published();
 }
 
 /**
