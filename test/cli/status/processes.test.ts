@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect, test } from 'vitest';
-import { type Proc, filebus, run, sleep, tempDir, until } from '../../helpers.js';
+import { type Proc, cli, filebus, run, sleep, tempDir, until } from '../../helpers.js';
 
 interface BusProcess {
   pid: number;
@@ -142,6 +142,56 @@ test('a lock holder stopped by SIGSTOP is flagged, in text and JSON, until SIGCO
     expect(s.stoppedHolders).toEqual([]);
     expect(s.processes.find((p) => p.pid === pid)?.state).not.toBe('stopped');
     expect(await statusText(bus)).not.toMatch(/STOPPED/);
+  } finally {
+    try {
+      process.kill(pid, 'SIGCONT');
+      process.kill(child, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+});
+
+test('a lock kept by a shell after its flock(1) child took it, as the bash implementation does: the shell is the holder, not the gone flock', async () => {
+  const dir = tempDir();
+  const bus = path.join(dir, 'bus');
+  // flock(1) locks the shell's descriptor 9 and exits; /proc/locks keeps naming it.
+  const shell = run('bash', ['-c', 'exec 9>>"$0"; flock 9; echo locked; exec sleep 100', `${bus}.lock`], { stdin: 'ignore' });
+  await shell.waitFor((out) => out.toString() === 'locked\n');
+  const ino = fs.statSync(`${bus}.lock`).ino;
+  const named = fs
+    .readFileSync('/proc/locks', 'utf8')
+    .split('\n')
+    .filter((line) => line.includes(`:${ino} `) && !line.includes('->'))
+    .map((line) => Number(line.trim().split(/\s+/)[4]));
+  expect(named).toHaveLength(1);
+  expect(named[0]).not.toBe(shell.child.pid);
+  const s = await status(bus);
+  expect(s.lock.holders).toEqual([shell.child.pid]);
+  expect(s.processes).toEqual([expect.objectContaining({ pid: shell.child.pid, command: 'sleep', activity: 'holds-lock', seenBy: ['lock'], guess: false })]);
+});
+
+test('run by another user: the processes it may not look at are counted, and a stopped holder is still flagged', async () => {
+  const dir = tempDir();
+  fs.chmodSync(dir, 0o755);
+  const bus = path.join(dir, 'bus');
+  fs.writeFileSync(`${bus}.lock`, '');
+  const waiter = filebus(['--filename', bus, '--lossless', 'consumer']);
+  const holder = run('flock', ['--close', `${bus}.lock`, 'sleep', '100'], { stdin: 'ignore' });
+  const pid = holder.child.pid!;
+  await statusUntil(bus, (s) => s.lock.holders.includes(pid) && entry(s, waiter) !== undefined, 'the holder and the waiter');
+  const child = Number(fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim());
+  try {
+    process.kill(pid, 'SIGSTOP');
+    await until(() => stateOf(pid) === 'T', 10_000, 'flock to stop');
+    const asNobody = run('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, cli, '--filename', bus, 'status', '--json'], { stdin: 'ignore' });
+    expect(await asNobody.exited, asNobody.stderr()).toBe(0);
+    const s = JSON.parse(asNobody.stdout().toString()) as Status;
+    expect(s.unreadable).toBeGreaterThanOrEqual(2);
+    // Another user's waiter is not looked at: no guess at it either.
+    expect(entry(s, waiter)).toBeUndefined();
+    expect(s.stoppedHolders).toEqual([pid]);
+    expect(s.processes).toEqual([expect.objectContaining({ pid, command: 'flock', state: 'stopped', activity: 'holds-lock', seenBy: ['lock-table'] })]);
   } finally {
     try {
       process.kill(pid, 'SIGCONT');
