@@ -18,6 +18,11 @@ export interface FileStatus {
   ageSeconds: number;
 }
 
+/**
+ * The status of one bus; `filebus status --json` prints this object as it
+ * is, on one line, so its fields are public: they are added to, not
+ * renamed.
+ */
 export interface BusStatus {
   /** The bus file `F`, as an absolute path. */
   path: string;
