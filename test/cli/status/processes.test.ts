@@ -201,3 +201,12 @@ test('run by another user: the processes it may not look at are counted, and a s
     }
   }
 });
+
+test('a consumer of the bash implementation waiting for a chunk is listed too', async () => {
+  const bus = path.join(tempDir(), 'bus');
+  const consumer = filebus(['--filename', bus, '--lossless', 'consumer'], { impl: 'bash' });
+  const s = await statusUntil(bus, (s) => entry(s, consumer) !== undefined, 'the bash consumer');
+  expect(entry(s, consumer)).toMatchObject({ activity: 'waiting', command: expect.stringMatching(/^filebus consumer .*--impl bash$/) });
+  // Its inotifywait, which watches only the directory, is no user of the bus on its own.
+  expect(s.processes.filter((p) => p.command === 'inotifywait')).toEqual([]);
+});
