@@ -164,7 +164,7 @@ export function parseCommandLine(args: string[], env: NodeJS.ProcessEnv): Invoca
     parsed = { error: error ?? undefined, argv: argv as Record<string, unknown>, output };
   });
   const { error, argv, output } = parsed!;
-  const positionals = (argv._ as unknown[]).map(String);
+  const positionals = [...(argv._ as unknown[]), ...((argv.words as unknown[] | undefined) ?? [])].map(String);
   const command = commands.find((name) => name === positionals[0]);
   if (error) throw new UsageError(describeError(error, output, positionals, command));
   if (argv.version) return { kind: 'print', text: `filebus ${packageVersion()}\n` };
@@ -229,7 +229,8 @@ function parser(env: NodeJS.ProcessEnv): Argv {
     .epilogue(epilogue)
     .wrap(null);
   for (const command of commands) {
-    y = y.command(command, commandDescriptions[command], (sub: Argv) => {
+    // `group remove NAME`: its words are positionals, not unknown arguments.
+    y = y.command(command === 'group' ? 'group [words..]' : command, commandDescriptions[command], (sub: Argv) => {
       // The command's own variables, for its own parse only: FILEBUS_LINES is no error for a consumer.
       return sub
         .config(environmentFor(commandOptions[command], env))
