@@ -20,6 +20,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { cost } from './cost.js';
 import { fanout } from './fanout.js';
+import { groups } from './groups.js';
 import { type AnchorsOrReason, buildAnchors, cli, supports } from './harness/commands.js';
 import type { Context, FeatureSupport } from './harness/context.js';
 import { cleanUp, cleanUpOnExit, defaultBase, tempDir } from './harness/processes.js';
@@ -29,7 +30,7 @@ import { queue } from './queue.js';
 import { startup } from './startup.js';
 import { throughput } from './throughput.js';
 
-const parts = { startup, throughput, queue, fanout, cost, memory } satisfies Record<string, (ctx: Context) => Promise<PartResult>>;
+const parts = { startup, throughput, queue, fanout, cost, memory, groups } satisfies Record<string, (ctx: Context) => Promise<PartResult>>;
 type Part = keyof typeof parts;
 const partNames = Object.keys(parts) as Part[];
 
@@ -169,7 +170,7 @@ async function main(): Promise<number> {
 
   const wants = (...ps: Part[]): boolean => ps.some((p) => cfg.only.includes(p));
   let anchors: AnchorsOrReason = { reason: 'C anchors left out (--no-anchors)' };
-  if (!cfg.noAnchors && wants('throughput', 'fanout', 'cost')) anchors = buildAnchors(path.join(dir, 'anchors'), cfg.anchors);
+  if (!cfg.noAnchors && wants('throughput', 'fanout', 'cost', 'groups')) anchors = buildAnchors(path.join(dir, 'anchors'), cfg.anchors);
   const unsupported: FeatureSupport = { ok: false, reason: 'not probed' };
   const features = {
     lines: wants('throughput') ? supports(['--lines'], dir) : unsupported,

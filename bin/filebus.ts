@@ -21,6 +21,7 @@ async function main(): Promise<void> {
   if (invocation.kind === 'print') process.stdout.write(invocation.text);
   else if (invocation.kind === 'bash') await runBash(args);
   else if (invocation.kind === 'status') await runStatus(invocation);
+  else if (invocation.kind === 'group') await runGroup(invocation);
   else if (invocation.command === 'producer') await runProducer(invocation);
   else await runConsumer(invocation);
 }
@@ -41,6 +42,12 @@ async function runStatus({ filename, json }: Extract<Invocation, { kind: 'status
   const found = status(filename);
   if (!found.exists) throw new BusError(`no bus at ${found.path}: neither it nor ${found.path}.lock exists`, found.path);
   process.stdout.write(json ? `${JSON.stringify(found)}\n` : formatStatus(found));
+}
+
+async function runGroup({ filename, name }: Extract<Invocation, { kind: 'group' }>): Promise<void> {
+  const { removeGroup } = await import('../src/ext/groups/groups.js');
+  const { busPaths } = await import('../src/options.js');
+  removeGroup(busPaths(filename), name);
 }
 
 /**

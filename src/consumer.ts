@@ -9,6 +9,8 @@ import { type Bus, openBus } from './core/bus.js';
 import { FileCursor } from './core/cursor.js';
 import { refuseLink } from './core/checks.js';
 import { HistoryCursor, type MissedChunks } from './ext/history/history.js';
+import { checkGroupOptions } from './ext/groups/files.js';
+import { consumeGroup } from './ext/groups/member.js';
 import type { BusOptions } from './options.js';
 import { ScratchBuffer } from './core/read.js';
 
@@ -28,6 +30,13 @@ export interface ConsumeOptions extends BusOptions {
    * before this consumer read them, before the chunk that follows them.
    */
   onMissed?: (missed: MissedChunks) => void;
+  /**
+   * Multicast on a bus with history: be a member of this durable group
+   * (docs/protocol.md, "Extension: groups"). The group's members share its
+   * chunks, each to one of them, and it resumes where it stopped; a chunk
+   * is delivered once `deliver`'s promise resolves.
+   */
+  group?: string;
 }
 
 /**
@@ -38,12 +47,14 @@ export interface ConsumeOptions extends BusOptions {
  * a slow reader costs missed chunks, never memory.
  */
 export async function consume(options: ConsumeOptions, deliver: Deliver): Promise<void> {
+  if (options.group !== undefined) checkGroupOptions(options);
   const bus = openBus(options, { writes: options.backPressure === true, waitsFor: 'arrival' });
   // No role follows a link at F.history, history reader or not.
   refuseLink(bus.options.paths.history);
   const scratch = options.reuseBuffers ? new ScratchBuffer({ collect: bus.options.blockingWait }) : undefined;
   try {
     if (bus.options.backPressure) await consumeQueue(bus, deliver, options.signal, scratch);
+    else if (options.group !== undefined) await consumeGroup(bus, options.group, deliver, { replay: bus.options.replay, scratch, sizeMayBeStale: bus.fileSystem.shared, onMissed: options.onMissed, log: bus.options.log, signal: options.signal });
     else await consumeMulticast(bus, deliver, options, scratch);
   } finally {
     bus.close();

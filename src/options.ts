@@ -56,6 +56,12 @@ export interface BusOptions {
    * newest (like `tail -n +1 -f`). Default false.
    */
   replay?: boolean;
+  /**
+   * Producer with `history`: rather than let the window drop a chunk that a
+   * durable group (a consumer's `group`) has not taken yet, wait for the
+   * group (docs/protocol.md, "Extension: groups"). Default false.
+   */
+  waitForGroups?: boolean;
   /** Stops the producer or consumer. */
   signal?: AbortSignal;
   /**

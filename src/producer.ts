@@ -17,6 +17,7 @@ import { type BusOptions, defaults, parseBlockSize } from './options.js';
 import { waitReadable } from './sys/libc.js';
 import { publish } from './core/publish.js';
 import { HistoryWriter } from './ext/history/history.js';
+import { groupGate } from './ext/groups/groups.js';
 import { fullChunk, recordTerminator, wholeRecords } from './records.js';
 
 const END_OF_STREAM = Buffer.alloc(0);
@@ -53,7 +54,7 @@ export class Producer extends Writable {
       writes: true,
       waitsFor: options.backPressure ? 'removal' : 'nothing',
       // Opened lazily, under the lock, by the first publish.
-      publishHook: ({ paths, history }) => (history > 0 ? new HistoryWriter(paths, history) : undefined),
+      publishHook: ({ paths, history, log }) => groupGate(paths, history, options.waitForGroups, history > 0 ? new HistoryWriter(paths, history) : undefined, log),
     });
     this.#holdMs = this.#bus.options.backPressure ? 0 : Math.min(HOLD_MS, this.#bus.options.sleepMs);
     this.#recordHoldMs = Math.min(HOLD_MS, this.#bus.options.sleepMs);

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { checkRegular, symlinkError } from './core/checks.js';
 import { BusError, busError, errnoCode } from './errors.js';
 import { historyWindow } from './ext/history/history.js';
+import { type GroupStatus, formatGroups, groupsStatus } from './ext/groups/groups.js';
 import { type BusPaths, busPaths } from './options.js';
 
 export interface FileStatus {
@@ -73,6 +74,8 @@ export interface BusStatus {
    * caller who is not root): any of them may use the bus unseen.
    */
   unreadable: number;
+  /** The durable groups of the bus (docs/protocol.md, "Extension: groups"); absent when it has none. */
+  groups?: GroupStatus[];
 }
 
 /**
@@ -133,6 +136,7 @@ export function status(filename: string): BusStatus {
   const file = describe(fileStat);
   const table = lockStat ? flockHolders(lockStat.dev, lockStat.ino) : { holders: [], waiting: [] };
   const history = historyWindow(paths);
+  const groups = groupsStatus(paths);
   const [mode, looksLike] = guessMode(file, lockStat !== undefined, history !== undefined);
   const exists = file !== null || lockStat !== undefined;
   const users = exists ? busUsers(paths, lockStat, table) : { processes: [], unreadable: 0 };
@@ -149,6 +153,7 @@ export function status(filename: string): BusStatus {
     processes: users.processes,
     stoppedHolders: users.processes.filter((p) => p.activity === 'holds-lock' && (p.state === 'stopped' || p.state === 'traced')).map((p) => p.pid),
     unreadable: users.unreadable,
+    ...(groups.length > 0 ? { groups } : {}),
   };
 }
 
@@ -449,5 +454,6 @@ export function formatStatus(s: BusStatus): string {
   );
   if (s.unreadable > 0) users.push(`${s.unreadable} process${s.unreadable === 1 ? '' : 'es'} of other users not looked at`);
   lines.push(['processes', users.length ? users.join(`\n${' '.repeat(12)}`) : 'none found']);
+  if (s.groups) lines.push(...formatGroups(s.groups));
   return lines.map(([name, value]) => `${`${name}:`.padEnd(12)}${value}\n`).join('');
 }

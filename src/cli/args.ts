@@ -12,12 +12,13 @@ import { createRequire } from 'node:module';
 import type { Argv, Options } from 'yargs';
 import { UsageError } from '../errors.js';
 import { type BusOptions, MAX_BLOCK_SIZE, MAX_SLEEP_INTERVAL, defaults, parseBlockSize, parseHistory, parseProducers, parseSleepInterval } from '../options.js';
+import { parseGroupName } from '../ext/groups/files.js';
 import { closest } from './suggest.js';
 import { loadYargs } from './yargs.js';
 
 const require = createRequire(import.meta.url);
 
-export type Command = 'producer' | 'consumer' | 'status';
+export type Command = 'producer' | 'consumer' | 'status' | 'group';
 /** `python` is the original filebus' name for its default implementation: scripts written for it run unchanged. */
 export const implementations = ['typescript', 'python', 'bash'] as const;
 
@@ -26,8 +27,9 @@ export type Invocation =
   | { kind: 'print'; text: string }
   /** Hand the untouched command line to the bash implementation, which answers --help and --version itself too. */
   | { kind: 'bash' }
-  | { kind: 'run'; command: 'producer' | 'consumer'; options: BusOptions & { blockSize: number }; verbose: number }
-  | { kind: 'status'; filename: string; json: boolean; verbose: number };
+  | { kind: 'run'; command: 'producer' | 'consumer'; options: BusOptions & { blockSize: number; group?: string }; verbose: number }
+  | { kind: 'status'; filename: string; json: boolean; verbose: number }
+  | { kind: 'group'; action: 'remove'; filename: string; name: string; verbose: number };
 
 type OptionTable = Record<string, Options>;
 
@@ -77,6 +79,7 @@ const commandOptions: Record<Command, OptionTable> = {
       describe: 'chunks end at a newline and hold whole\nlines; a longer line is split at\n--block-size',
     },
     null: { type: 'boolean', alias: '0', describe: 'the same with NUL-terminated records\n(find -print0, xargs -0)' },
+    'wait-for-groups': { type: 'boolean', describe: 'with --history N: wait rather than drop a\nchunk a durable group has not delivered' },
     'blocking-read': {
       type: 'boolean',
       describe: 'read whole --block-size blocks with\nblocking reads, so fixed-size records stay\none per chunk (regular files always are)',
@@ -84,6 +87,7 @@ const commandOptions: Record<Command, OptionTable> = {
   },
   consumer: {
     replay: { type: 'boolean', describe: 'start from the oldest chunk the history\nkeeps, not the newest' },
+    group: { type: 'string', requiresArg: true, describe: 'NAME: be a member of durable group NAME:\nits members share its chunks, and it\nresumes where it stopped (needs --history)' },
     producers: {
       type: 'string',
       requiresArg: true,
@@ -93,12 +97,14 @@ const commandOptions: Record<Command, OptionTable> = {
   status: {
     json: { type: 'boolean', describe: 'print the status as one JSON object' },
   },
+  group: {},
 };
 
 const commandDescriptions: Record<Command | 'completion', string> = {
   producer: 'publish standard input on the bus',
   consumer: 'write chunks from the bus to standard output',
   status: 'show the bus at --filename: its file, lock\nholders and the mode it looks like',
+  group: 'remove NAME: forget a durable group (its\nposition and claims); its members must be\nstopped',
   completion: 'print a bash completion script (zsh when\nrun from zsh)',
 };
 
@@ -117,6 +123,9 @@ that falls further behind skips ahead and says on stderr how many it missed.`,
   status: `Show whether the bus file exists, its size and age, the PID of any process
 holding its lock, a leftover staging file, and the mode the bus looks like it
 is in. Exits 0 when there is a bus at --filename, 1 when there is none.`,
+  group: `filebus --filename F group remove NAME: remove durable group NAME, its
+position and its claims. A producer with --wait-for-groups no longer waits
+for it. Refused while a member of the group is running.`,
 };
 
 const usage = `Usage: $0 [options] <command> [command options]
@@ -155,7 +164,7 @@ export function parseCommandLine(args: string[], env: NodeJS.ProcessEnv): Invoca
     parsed = { error: error ?? undefined, argv: argv as Record<string, unknown>, output };
   });
   const { error, argv, output } = parsed!;
-  const positionals = (argv._ as unknown[]).map(String);
+  const positionals = [...(argv._ as unknown[]), ...((argv.words as unknown[] | undefined) ?? [])].map(String);
   const command = commands.find((name) => name === positionals[0]);
   if (error) throw new UsageError(describeError(error, output, positionals, command));
   if (argv.version) return { kind: 'print', text: `filebus ${packageVersion()}\n` };
@@ -165,12 +174,13 @@ export function parseCommandLine(args: string[], env: NodeJS.ProcessEnv): Invoca
   const verbose = (argv.verbose as number) || verbosity(env);
   const filename = argv.filename as string | undefined;
   if (!filename) throw new UsageError('a bus file is required: pass --filename FILE or set FILEBUS_FILENAME');
+  if (command === 'group') return groupInvocation(positionals, filename, verbose);
   if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}'`);
   const history = argv.history === undefined ? undefined : parseHistory(argv.history);
   if (command === 'status') return { kind: 'status', filename, json: argv.json === true, verbose };
   if (command === undefined) throw new UsageError(`unknown command '${positionals[0]}'`);
 
-  const options: BusOptions & { blockSize: number } = {
+  const options: BusOptions & { blockSize: number; group?: string } = {
     filename,
     backPressure: argv['back-pressure'] === true,
     blockSize: parseBlockSize(argv['block-size'] ?? defaults.blockSize),
@@ -181,12 +191,20 @@ export function parseCommandLine(args: string[], env: NodeJS.ProcessEnv): Invoca
   if (command === 'producer') {
     if (argv.lines && argv.null) throw new UsageError('--lines and --null exclude each other: records end at a newline or at a NUL');
     options.blockingRead = argv['blocking-read'] === true;
+    if (argv['wait-for-groups'] === true) options.waitForGroups = true;
     options.records = argv.lines ? 'lines' : argv.null ? 'null' : 'bytes';
   } else {
     if (argv.replay !== undefined) options.replay = argv.replay === true;
+    if (argv.group !== undefined) options.group = parseGroupName(argv.group);
     if (argv.producers !== undefined) options.producers = parseProducers(argv.producers);
   }
   return { kind: 'run', command, options, verbose };
+}
+
+function groupInvocation(positionals: string[], filename: string, verbose: number): Invocation {
+  if (positionals[1] !== 'remove') throw new UsageError(`group: expected 'remove NAME', got '${positionals.slice(1).join(' ')}'`);
+  if (positionals.length !== 3) throw new UsageError('group remove takes one NAME');
+  return { kind: 'group', action: 'remove', filename, name: parseGroupName(positionals[2], 'group remove'), verbose };
 }
 
 function parser(env: NodeJS.ProcessEnv): Argv {
@@ -211,7 +229,8 @@ function parser(env: NodeJS.ProcessEnv): Argv {
     .epilogue(epilogue)
     .wrap(null);
   for (const command of commands) {
-    y = y.command(command, commandDescriptions[command], (sub: Argv) => {
+    // `group remove NAME`: its words are positionals, not unknown arguments.
+    y = y.command(command === 'group' ? 'group [words..]' : command, commandDescriptions[command], (sub: Argv) => {
       // The command's own variables, for its own parse only: FILEBUS_LINES is no error for a consumer.
       return sub
         .config(environmentFor(commandOptions[command], env))

@@ -33,6 +33,14 @@ export interface PublishHook {
    * publish the chunk twice), so it is for tidying that may wait.
    */
   published(): void;
+  /**
+   * Optional, asked before each publish with the bus lock held: true when
+   * the extension needs the publish to wait (the groups' window is full).
+   * The lock is then released and the producer waits for the next hint or
+   * poll before it asks again; `watch` adds files whose change should end
+   * that wait (see Watcher.watchFile).
+   */
+  holdBack?(watch: (file: string) => void): boolean;
   /** The producer is done with the bus. */
   close(): void;
 }
@@ -74,3 +82,31 @@ export interface Handover {
  * undefined to go on reading `F` alone.
  */
 export type TakeOver = (handover: Handover) => Cursor | undefined;
+
+/**
+ * A source of chunks handed out one at a time, each to be acknowledged once
+ * delivered (a durable group's member, see src/ext/groups/). Generic so
+ * that a runner of jobs (`--exec`) can drive one as the consumer does.
+ */
+export interface ClaimSource {
+  /**
+   * The next chunk, once there is one; undefined when the source has ended.
+   * Rejects with the abort reason when `signal` aborts.
+   */
+  take(signal?: AbortSignal): Promise<ClaimedChunk | undefined>;
+  /** Gives back every chunk taken and not acknowledged, and lets go of the source. */
+  close(): void;
+}
+
+export interface ClaimedChunk {
+  /** The chunk's bytes; with a reused buffer, valid until the next `take`. */
+  readonly data: Buffer;
+  /** Names the chunk in its source (a group's sequence number). */
+  readonly id: string;
+  /** How many times it has been handed out, this time included: above 1 after a taker died. */
+  readonly attempts: number;
+  /** Delivered: the source forgets it. */
+  ack(): void;
+  /** Not delivered: handed to the next taker (this one or another). */
+  release(): void;
+}

@@ -24,11 +24,19 @@ export async function publish(bus: Bus, chunk: Uint8Array, signal?: AbortSignal)
     try {
       // Another producer may have filled the slot between our check and the lock.
       if (backPressure && chunkPresent(paths.file)) continue;
-      stageAndRename(paths, chunk, bus.publishHook);
-      return;
+      // An extension that must not drop what it keeps yet (the groups' window) holds the publish back.
+      if (!bus.publishHook?.holdBack?.(watchFile)) {
+        stageAndRename(paths, chunk, bus.publishHook);
+        return;
+      }
     } finally {
       bus.lock.release();
     }
+    await bus.watcher.nextHint(signal);
+  }
+
+  function watchFile(file: string): void {
+    bus.watcher.watchFile(file);
   }
 }
 

@@ -51,6 +51,14 @@ export interface Watcher {
    * throws).
    */
   nextHint(signal?: AbortSignal, timeoutMs?: number): Promise<void>;
+  /**
+   * Also wake on changes of `file` (written, closed after writing, removed;
+   * for a directory, entries made in it): for an extension whose wait ends
+   * on a file other than `F` (the groups' positions, their claims), in the
+   * same one wait loop. Best effort and idempotent: without notifications
+   * the poll still looks every interval.
+   */
+  watchFile(file: string): void;
   close(): void;
 }
 
@@ -112,9 +120,12 @@ export class EventLoopWatcher implements Watcher {
   /** Set by every hint; cleared by each check, so none falls between a check and the wait after it. */
   #hinted = false;
   #wake: (() => void) | undefined;
+  readonly #monitoring: boolean;
+  readonly #fileWatchers = new Map<string, fs.FSWatcher>();
 
   constructor({ dir, base, intervalMs, monitoring, waitsFor }: WatchTarget) {
     this.#intervalMs = intervalMs;
+    this.#monitoring = monitoring;
     if (monitoring && waitsFor !== 'nothing') {
       try {
         this.#watcher = fs.watch(dir, { persistent: false }, (_event, name) => {
@@ -169,8 +180,27 @@ export class EventLoopWatcher implements Watcher {
     });
   }
 
+  watchFile(file: string): void {
+    if (!this.#monitoring) return;
+    // Made afresh each time: the file may have been removed and made again.
+    this.#fileWatchers.get(file)?.close();
+    this.#fileWatchers.delete(file);
+    try {
+      const watcher = fs.watch(file, { persistent: false }, () => this.#hint());
+      watcher.on('error', () => {
+        watcher.close();
+        this.#fileWatchers.delete(file);
+      });
+      this.#fileWatchers.set(file, watcher);
+    } catch {
+      // Not there (yet): the poll looks anyway, and the caller asks again.
+    }
+  }
+
   close(): void {
     this.#stopWatching();
+    for (const watcher of this.#fileWatchers.values()) watcher.close();
+    this.#fileWatchers.clear();
     this.#wake?.();
   }
 
@@ -221,8 +251,11 @@ export class BlockingWatcher implements Watcher {
   #polled: (() => unknown) | undefined;
   /** When the poll interval calls for the next probe, events or not. */
   #due = 0;
+  readonly #target: WatchTarget;
 
-  constructor({ dir, base, lock, intervalMs, monitoring, waitsFor, log }: WatchTarget) {
+  constructor(target: WatchTarget) {
+    const { dir, base, lock, intervalMs, monitoring, waitsFor, log } = target;
+    this.#target = target;
     this.#intervalMs = intervalMs;
     if (monitoring && (waitsFor !== 'nothing' || lock !== undefined)) {
       try {
@@ -295,6 +328,19 @@ export class BlockingWatcher implements Watcher {
       if (wake === 'event') return;
       if (wake === 'interrupted') this.#lastYield = -Infinity;
     }
+  }
+
+  watchFile(file: string): void {
+    // Added again on every call (one system call; the same watch when it is
+    // there): a file removed and made again needs a new one.
+    if (!this.#target.monitoring) return;
+    try {
+      // A role that waited for nothing in the directory has no inotify instance yet.
+      this.#watch ??= new DirectoryWatch(this.#target.dir, this.#target.base, 0, this.#target.lock);
+    } catch {
+      return;
+    }
+    this.#watch.watchFile(file);
   }
 
   #wait(ms: number): Wake {

@@ -15,6 +15,8 @@ export const IN_CREATE = 0x100;
 export const IN_DELETE = 0x200;
 export const IN_MOVED_FROM = 0x40;
 const IN_CLOSE_WRITE = 0x8;
+const IN_MODIFY = 0x2;
+const IN_DELETE_SELF = 0x400;
 const IN_Q_OVERFLOW = 0x4000;
 const IN_IGNORED = 0x8000;
 const IN_ONLYDIR = 0x1000000;
@@ -38,6 +40,8 @@ export class DirectoryWatch {
   #alive = true;
   /** Watch descriptor of `F.lock`, -1 when none. */
   readonly #lockWatch: number;
+  /** Watch descriptors of the files added with `watchFile`: any event on them is a wake. */
+  readonly #fileWatches = new Set<number>();
 
   /**
    * Watches `dir` for `mask` (IN_* bits) on entries called `name`. Throws
@@ -59,6 +63,18 @@ export class DirectoryWatch {
     this.#name = Buffer.from(name);
     this.#pollfd.writeInt32LE(fd, 0);
     this.#pollfd.writeInt16LE(POLLIN, 4);
+  }
+
+  /**
+   * Also wakes on any write, close after writing or removal of `file` (a
+   * file or a directory, whose entries' changes then count). Best effort:
+   * false when it cannot be watched, and the poll carries on alone.
+   */
+  watchFile(file: string): boolean {
+    const watch = inotifyAddWatch(this.#fd, file, IN_MODIFY | IN_CLOSE_WRITE | IN_DELETE_SELF | IN_CREATE | IN_MOVED_TO);
+    if (watch < 0) return false;
+    this.#fileWatches.add(watch);
+    return true;
   }
 
   /** False once the directory's watch is gone (the directory was removed): polling carries on alone. */
@@ -108,7 +124,11 @@ export class DirectoryWatch {
         const nameLength = this.#events.readUInt32LE(offset + 12);
         if (mask & IN_Q_OVERFLOW) hit = true;
         else if (watch === this.#lockWatch) hit ||= (mask & IN_CLOSE_WRITE) !== 0;
-        else if (mask & IN_IGNORED) this.#alive = false;
+        else if (this.#fileWatches.has(watch)) {
+          // IN_IGNORED: that file is gone (its watch with it); a wake, so its watcher looks again.
+          if (mask & IN_IGNORED) this.#fileWatches.delete(watch);
+          hit = true;
+        }        else if (mask & IN_IGNORED) this.#alive = false;
         else if (this.#named(offset + 16, nameLength)) hit = true;
         offset += 16 + nameLength;
       }

@@ -1,0 +1,124 @@
+/**
+ * The files of durable groups (docs/protocol.md, "Extension: groups"), and
+ * the small reads both sides need: a group's position, the history's head.
+ *
+ *   F.groups/<NAME>/lock            the group's flock target
+ *   F.groups/<NAME>/position        next sequence number to hand out (fixed-width record)
+ *   F.groups/<NAME>/members/<id>    one per running member, held with an exclusive flock
+ *   F.groups/<NAME>/claims/<id>.lock   one per batch taken, flocked by its taker; holds the attempts
+ *   F.groups/<NAME>/claims/<id>.<seq>  a hard link of history entry <seq>, until delivered
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { UsageError, errnoCode } from '../../errors.js';
+import type { BusPaths } from '../../options.js';
+import { RECORD_DIGITS, recordNumber } from '../../core/record-file.js';
+import { EWOULDBLOCK, LOCK_EX, LOCK_NB, LOCK_UN, flock, preadStart } from '../../sys/libc.js';
+
+/** Letters, digits, '.', '_', '-'; not starting with '.' or '-' (no hidden or option-like names, no '/'). */
+const NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$/;
+
+/** A group name from a flag or the API, or a UsageError in one line. */
+export function parseGroupName(value: unknown, option = '--group'): string {
+  if (typeof value !== 'string' || !NAME.test(value)) {
+    throw new UsageError(`${option} NAME must be 1 to 64 letters, digits, '.', '_' or '-', not starting with '.' or '-'; got '${String(value)}'`);
+  }
+  return value;
+}
+
+/** A consumer's `group` with the rest of its options: a name, and a multicast bus. */
+export function checkGroupOptions(options: { group?: unknown; backPressure?: boolean | undefined }): void {
+  parseGroupName(options.group);
+  if (options.backPressure) throw new UsageError('--group is for multicast buses with history; a back-pressure bus already hands each chunk to one consumer');
+}
+
+export interface GroupPaths {
+  readonly name: string;
+  readonly dir: string;
+  readonly lock: string;
+  readonly position: string;
+  readonly members: string;
+  readonly claims: string;
+}
+
+/** `F.groups`: one directory per group. */
+export function groupsDir(paths: Pick<BusPaths, 'file'>): string {
+  return `${paths.file}.groups`;
+}
+
+export function groupPaths(paths: Pick<BusPaths, 'file'>, name: string): GroupPaths {
+  const dir = path.join(groupsDir(paths), name);
+  return { name, dir, lock: path.join(dir, 'lock'), position: path.join(dir, 'position'), members: path.join(dir, 'members'), claims: path.join(dir, 'claims') };
+}
+
+/** The names of the groups of a bus (directories in `F.groups`); empty when there are none. */
+export function groupNames(paths: Pick<BusPaths, 'file'>): string[] {
+  try {
+    return fs.readdirSync(groupsDir(paths)).filter((name) => NAME.test(name));
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'ENOTDIR') return [];
+    throw error;
+  }
+}
+
+const RECORD_BYTES = 64;
+const scratch = Buffer.allocUnsafe(RECORD_BYTES);
+
+/** The number at the start of a record file's bytes (digits, optional whitespace), or undefined. */
+export function parseRecord(bytes: Buffer): number | undefined {
+  const text = bytes.toString('latin1').trim();
+  return /^\d{1,16}$/.test(text) ? Number(text) : undefined;
+}
+
+/** The number in the record file open at `fd`; undefined when empty or unreadable. */
+export function readRecordFd(fd: number): number | undefined {
+  const n = preadStart(fd, scratch, RECORD_BYTES);
+  return n <= 0 ? undefined : parseRecord(scratch.subarray(0, n));
+}
+
+/** The number in the record file at `file`; undefined when it is missing, empty or unreadable. */
+export function readRecordFile(file: string): number | undefined {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+  } catch {
+    return undefined;
+  }
+  try {
+    return readRecordFd(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** `n` as a fixed-width record, for overwriteRecord. */
+export function recordBytes(n: number): Buffer {
+  return Buffer.from(`${recordNumber(n)}\n`, 'latin1');
+}
+export const RECORD_LENGTH = RECORD_DIGITS + 1;
+
+/** `F.history/head`: the last sequence number given, or undefined when there is no history yet. */
+export function historyHead(paths: Pick<BusPaths, 'history'>): number | undefined {
+  return readRecordFile(path.join(paths.history, 'head'));
+}
+
+/**
+ * True when the file at `file` is held with a flock by a live process: an
+ * exclusive non-blocking flock is refused. (When granted it is let go at
+ * once; the caller only counts.)
+ */
+export function heldByLiveProcess(file: string): boolean {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+  } catch {
+    return false;
+  }
+  try {
+    const result = flock(fd, LOCK_EX | LOCK_NB);
+    if (result === 0) flock(fd, LOCK_UN);
+    return result === -EWOULDBLOCK;
+  } finally {
+    fs.closeSync(fd);
+  }
+}

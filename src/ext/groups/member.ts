@@ -1,0 +1,401 @@
+/**
+ * A member of a durable group (docs/protocol.md, "Extension: groups"): it
+ * takes the group's next chunks from the bus's history in batches, under
+ * the group's own lock (never the bus lock), and keeps each batch as a
+ * claim until every chunk of it is delivered:
+ *
+ * - `claims/<id>.lock`, flocked (exclusive) by the member for as long as it
+ *   lives: the kernel drops the flock when the member dies, however it
+ *   dies, so a claim whose flock can be taken is a dead member's, and is
+ *   taken over at once. No timeout: a slow live member keeps its claim.
+ * - `claims/<id>.<seq>`, a hard link of history entry `<seq>`: the chunk
+ *   stays readable after the history prunes the entry. Removed on delivery.
+ *
+ * The group's `position` is the next number to hand out; it moves under
+ * the group lock when a batch is claimed. What the group has not delivered
+ * is therefore `position` and on, plus what the claims still hold.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { BusError, busError, errnoCode } from '../../errors.js';
+import type { Bus } from '../../core/bus.js';
+import type { ClaimSource, ClaimedChunk } from '../../core/extension.js';
+import { BusLock } from '../../core/lock.js';
+import { type ScratchBuffer, readChunk } from '../../core/read.js';
+import { overwriteRecord } from '../../core/record-file.js';
+import { BUSY, untilFree } from '../../core/wait.js';
+import { type MissedChunks, entryName, historyWindow } from '../history/history.js';
+import { ENOENT, EWOULDBLOCK, LOCK_EX, LOCK_NB, errnoError, flock, link, lstatIdentity, unlink } from '../../sys/libc.js';
+import { type GroupPaths, RECORD_LENGTH, groupPaths, groupsDir, historyHead, parseGroupName, readRecordFd, recordBytes } from './files.js';
+
+export interface GroupMemberOptions {
+  /** A group made by this member starts at the oldest chunk kept instead of the newest. */
+  replay?: boolean;
+  scratch?: ScratchBuffer;
+  sizeMayBeStale?: boolean;
+  /** Told of chunks that left the window before the group took them. */
+  onMissed?: (missed: MissedChunks) => void;
+  log?: (message: string) => void;
+}
+
+/** Longest batch claimed in one turn of the group lock. */
+const MAX_BATCH = 64;
+/** A batch is sized to take about this long to deliver: a slow member (20 ms a chunk) takes one at a time, leaving the rest to the others. */
+const BATCH_MS = 1;
+
+/** One claim file: a batch taken by this member, until all of it is delivered. */
+interface Claim {
+  readonly id: string;
+  readonly fd: number;
+  remaining: number;
+}
+
+interface Pending {
+  readonly seq: number;
+  readonly claim: Claim;
+  readonly attempts: number;
+}
+
+const O_FLAGS = fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
+
+export class GroupMember implements ClaimSource {
+  readonly #bus: Bus;
+  readonly #g: GroupPaths;
+  readonly #options: GroupMemberOptions;
+  readonly #lock: BusLock;
+  #positionFd = -1;
+  #memberFd = -1;
+  #memberFile = '';
+  /** Chunks claimed and not yet handed out, in order. */
+  #queue: Pending[] = [];
+  /** Claims this member holds, by id. */
+  readonly #held = new Map<string, Claim>();
+  /** Milliseconds a chunk took from take to ack, smoothed: sizes the batches. */
+  #perChunkMs = 0.25;
+  #takenAt = 0;
+  #waitingForHistory = false;
+  #closed = false;
+  readonly #probe = () => this.#fill();
+
+  constructor(bus: Bus, name: string, options: GroupMemberOptions = {}) {
+    this.#bus = bus;
+    this.#g = groupPaths(bus.options.paths, parseGroupName(name));
+    this.#options = options;
+    this.#lock = new BusLock(this.#g.lock);
+  }
+
+  /** Makes the group's files if missing and joins it. */
+  async open(signal?: AbortSignal): Promise<void> {
+    const g = this.#g;
+    for (const dir of [groupsDir(this.#bus.options.paths), g.dir, g.claims, g.members]) {
+      try {
+        fs.mkdirSync(dir, 0o777);
+      } catch (error) {
+        if (errnoCode(error) !== 'EEXIST') throw busError('create the group directory', dir, error);
+      }
+      const st = fs.lstatSync(dir);
+      if (!st.isDirectory()) throw new BusError(`${dir} is not a directory; a group's files must be in one`, dir, { code: 'ENOTDIR' });
+    }
+    await this.#lock.acquire(this.#bus.watcher, signal);
+    try {
+      this.#positionFd = openRecord(g.position);
+      if (readRecordFd(this.#positionFd) === undefined) this.#writePosition(this.#startPosition());
+      this.#join();
+    } finally {
+      this.#lock.release();
+    }
+    // A member that dies closes its claim files: that close wakes the others, which take its claims over.
+    this.#bus.watcher.watchFile(g.claims);
+  }
+
+  /** The next chunk for this member, once there is one (never undefined: a group does not end). */
+  async take(signal?: AbortSignal): Promise<ClaimedChunk | undefined> {
+    for (;;) {
+      const next = this.#queue.shift();
+      if (next !== undefined) {
+        const chunk = this.#read(next);
+        if (chunk !== undefined) return chunk;
+        continue;
+      }
+      await untilFree(this.#bus.watcher, this.#probe, signal);
+    }
+  }
+
+  /** Lets go of every claim (the kernel would as well): what was not delivered goes to the next taker. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const claim of this.#held.values()) fs.closeSync(claim.fd);
+    this.#held.clear();
+    this.#queue = [];
+    if (this.#memberFd >= 0) {
+      unlink(this.#memberFile);
+      fs.closeSync(this.#memberFd);
+    }
+    if (this.#positionFd >= 0) fs.closeSync(this.#positionFd);
+    this.#lock.close();
+  }
+
+  /** Where a new group starts: the newest chunk (the oldest kept with replay), or the first when there is no history yet. */
+  #startPosition(): number {
+    const head = historyHead(this.#bus.options.paths);
+    if (head === undefined) return 1;
+    if (this.#options.replay) return historyWindow(this.#bus.options.paths)?.first ?? head + 1;
+    return Math.max(1, head);
+  }
+
+  /** A member file, held for as long as this member runs (status counts them); dead members' files are removed. */
+  #join(): void {
+    const { members } = this.#g;
+    for (const name of fs.readdirSync(members)) {
+      const file = path.join(members, name);
+      const fd = openRecordOrNothing(file);
+      if (fd === undefined) continue;
+      if (flock(fd, LOCK_EX | LOCK_NB) === 0) unlink(file);
+      fs.closeSync(fd);
+    }
+    this.#memberFile = path.join(members, `${process.pid}-${Math.random().toString(36).slice(2, 10)}`);
+    this.#memberFd = fs.openSync(this.#memberFile, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL | O_FLAGS, 0o666);
+    flock(this.#memberFd, LOCK_EX | LOCK_NB);
+  }
+
+  /**
+   * The probe of the wait loop: under the group lock, takes over dead
+   * members' claims, or else claims the next batch. True when the queue
+   * has chunks, BUSY when another member holds the lock.
+   */
+  #fill(): true | typeof BUSY | undefined {
+    if (!this.#lock.tryAcquire()) return BUSY;
+    try {
+      this.#takeOver();
+      if (this.#queue.length === 0) this.#claim();
+    } finally {
+      this.#lock.release();
+    }
+    return this.#queue.length > 0 ? true : undefined;
+  }
+
+  /** Takes over every claim whose flock can be taken: its member is dead. */
+  #takeOver(): void {
+    const { claims } = this.#g;
+    let names: string[];
+    try {
+      names = fs.readdirSync(claims);
+    } catch (error) {
+      throw busError('list', claims, error);
+    }
+    if (names.length === 0) return;
+    let highest = 0;
+    for (const name of names) {
+      if (!name.endsWith('.lock')) continue;
+      const id = name.slice(0, -5);
+      if (this.#held.has(id)) continue;
+      const file = path.join(claims, name);
+      const fd = openRecordOrNothing(file);
+      if (fd === undefined) continue;
+      const result = flock(fd, LOCK_EX | LOCK_NB);
+      // Held: a live member's. Granted on a file no longer at that name: acked meanwhile.
+      if (result !== 0 || !sameFile(fd, file)) {
+        if (result !== 0 && result !== -EWOULDBLOCK) this.#options.log?.(`cannot lock ${file}: ${errnoError(result).message}`);
+        fs.closeSync(fd);
+        continue;
+      }
+      const seqs = names
+        .filter((n) => n.startsWith(`${id}.`) && n !== name)
+        .map((n) => Number(n.slice(id.length + 1)))
+        .filter((n) => Number.isSafeInteger(n))
+        .sort((a, b) => a - b);
+      if (seqs.length === 0) {
+        unlink(file);
+        fs.closeSync(fd);
+        continue;
+      }
+      const attempts = (readRecordFd(fd) ?? 1) + 1;
+      overwriteRecord(fd, recordBytes(attempts), RECORD_LENGTH, file);
+      const claim: Claim = { id, fd, remaining: seqs.length };
+      this.#held.set(id, claim);
+      for (const seq of seqs) this.#queue.push({ seq, claim, attempts });
+      highest = Math.max(highest, seqs.at(-1)!);
+      this.#options.log?.(`took over ${seqs.length} chunk(s) (seq ${seqs[0]}-${seqs.at(-1)}) from a member of group ${this.#g.name} that stopped`);
+    }
+    if (this.#queue.length === 0) return;
+    this.#queue.sort((a, b) => a.seq - b.seq);
+    // A member killed after linking a batch and before moving the position: go on after it.
+    const position = this.#readPosition();
+    if (highest >= position) this.#writePosition(highest + 1);
+  }
+
+  /** Claims the next chunks from the position on, as many as the batch size, all there are at most. */
+  #claim(): void {
+    const { history } = this.#bus.options.paths;
+    let position = this.#readPosition();
+    if (!this.#entryExists(position)) {
+      const from = this.#skipMissed(position);
+      if (from === undefined) return;
+      position = from;
+    }
+    if (this.#waitingForHistory) this.#options.log?.(`group ${this.#g.name}: the history is there; starting from seq ${position}`);
+    this.#waitingForHistory = false;
+    const id = entryName(position);
+    const lockFile = path.join(this.#g.claims, `${id}.lock`);
+    let fd: number;
+    try {
+      fd = fs.openSync(lockFile, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL | O_FLAGS, 0o666);
+    } catch (error) {
+      throw busError('create the claim', lockFile, error);
+    }
+    // A new file no one else has opened (we hold the group lock): granted at once.
+    flock(fd, LOCK_EX | LOCK_NB);
+    overwriteRecord(fd, recordBytes(1), RECORD_LENGTH, lockFile);
+    const claim: Claim = { id, fd, remaining: 0 };
+    const batch = Math.max(1, Math.min(MAX_BATCH, Math.floor(BATCH_MS / this.#perChunkMs)));
+    let seq = position;
+    for (; seq < position + batch; seq++) {
+      const result = link(`${history}/${entryName(seq)}`, `${this.#g.claims}/${id}.${seq}`);
+      if (result === -ENOENT) break;
+      if (result < 0) {
+        unlink(lockFile);
+        fs.closeSync(fd);
+        throw busError('link into the claim', path.join(this.#g.claims, `${id}.${seq}`), errnoError(result));
+      }
+      this.#queue.push({ seq, claim, attempts: 1 });
+      claim.remaining++;
+    }
+    if (claim.remaining === 0) {
+      // Pruned between the look and the link: the next turn reports it.
+      unlink(lockFile);
+      fs.closeSync(fd);
+      return;
+    }
+    this.#held.set(id, claim);
+    this.#writePosition(seq);
+  }
+
+  /**
+   * Entry `position` is not there: not published yet, or pruned before the
+   * group took it (the head says which). Returns the position to claim
+   * from, or undefined when there is nothing to take yet.
+   */
+  #skipMissed(position: number): number | undefined {
+    const head = historyHead(this.#bus.options.paths);
+    if (head === undefined) {
+      if (!this.#waitingForHistory) this.#options.log?.(`group ${this.#g.name}: waiting for the history at ${this.#bus.options.paths.history} (a producer with --history N)`);
+      this.#waitingForHistory = true;
+      return undefined;
+    }
+    if (head < position) return undefined;
+    const window = historyWindow(this.#bus.options.paths);
+    if (window === undefined || window.last < position) return undefined;
+    if (window.first <= position) return this.#entryExists(position) ? position : undefined;
+    this.#options.onMissed?.({ first: position, last: window.first - 1, count: window.first - position });
+    this.#writePosition(window.first);
+    return window.first;
+  }
+
+  #entryExists(seq: number): boolean {
+    return typeof lstatIdentity(`${this.#bus.options.paths.history}/${entryName(seq)}`) !== 'number';
+  }
+
+  #read(pending: Pending): ClaimedChunk | undefined {
+    const { seq, claim, attempts } = pending;
+    const file = `${this.#g.claims}/${claim.id}.${seq}`;
+    const chunk = readChunk(file, this.#options.scratch, this.#options.sizeMayBeStale);
+    // Gone (removed by hand): nothing to deliver. Empty: nothing to pass on.
+    if (chunk === undefined || chunk.data.length === 0) {
+      this.#ack(pending);
+      return undefined;
+    }
+    this.#takenAt = performance.now();
+    let done = false;
+    return {
+      data: chunk.data,
+      id: String(seq),
+      attempts,
+      ack: () => {
+        if (done) return;
+        done = true;
+        this.#perChunkMs = 0.8 * this.#perChunkMs + 0.2 * Math.max(0.001, performance.now() - this.#takenAt);
+        this.#ack(pending);
+      },
+      release: () => {
+        if (done) return;
+        done = true;
+        // Still claimed by this member: it comes again from the next take (another member's if this one stops first).
+        this.#queue.unshift({ seq, claim, attempts: attempts + 1 });
+      },
+    };
+  }
+
+  /** Delivered: the claim's link goes, and with the last one the claim. No group lock: only this member touches its claim. */
+  #ack({ seq, claim }: Pending): void {
+    if (this.#closed) return;
+    const result = unlink(`${this.#g.claims}/${claim.id}.${seq}`);
+    if (result < 0 && result !== -ENOENT) throw busError('remove', path.join(this.#g.claims, `${claim.id}.${seq}`), errnoError(result));
+    if (--claim.remaining > 0) return;
+    unlink(`${this.#g.claims}/${claim.id}.lock`);
+    fs.closeSync(claim.fd);
+    this.#held.delete(claim.id);
+  }
+
+  #readPosition(): number {
+    const position = readRecordFd(this.#positionFd);
+    if (position === undefined) throw new BusError(`${this.#g.position} holds no position; remove the group (filebus group remove ${this.#g.name}) to start it again`, this.#g.position, { code: 'EINVAL' });
+    return position;
+  }
+
+  #writePosition(position: number): void {
+    overwriteRecord(this.#positionFd, recordBytes(position), RECORD_LENGTH, this.#g.position);
+  }
+}
+
+/** Opens (creating) a record file for reading and writing, never through a link. */
+function openRecord(file: string): number {
+  try {
+    const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | O_FLAGS, 0o666);
+    if (!fs.fstatSync(fd).isFile()) {
+      fs.closeSync(fd);
+      throw new BusError(`${file} is not a regular file`, file, { code: 'EFTYPE' });
+    }
+    return fd;
+  } catch (error) {
+    throw busError('open', file, error);
+  }
+}
+
+function openRecordOrNothing(file: string): number | undefined {
+  try {
+    return fs.openSync(file, fs.constants.O_RDWR | O_FLAGS);
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') return undefined;
+    throw busError('open', file, error);
+  }
+}
+
+/** The open file is still the one at `file` (not removed or replaced since the open). */
+function sameFile(fd: number, file: string): boolean {
+  const st = fs.lstatSync(file, { throwIfNoEntry: false });
+  if (st === undefined) return false;
+  const own = fs.fstatSync(fd);
+  return st.dev === own.dev && st.ino === own.ino;
+}
+
+/**
+ * A member of group `name` delivering through `deliver`: a chunk is
+ * acknowledged (forgotten by the group) only once `deliver`'s promise
+ * resolves. Runs until `signal` aborts.
+ */
+export async function consumeGroup(bus: Bus, name: string, deliver: (chunk: Buffer) => Promise<void> | undefined | void, options: GroupMemberOptions & { signal?: AbortSignal | undefined }): Promise<void> {
+  const member = new GroupMember(bus, name, options);
+  try {
+    await member.open(options.signal);
+    for (;;) {
+      const claimed = await member.take(options.signal);
+      if (claimed === undefined) return;
+      const delivered = deliver(claimed.data);
+      if (delivered) await delivered;
+      claimed.ack();
+    }
+  } finally {
+    member.close();
+  }
+}
