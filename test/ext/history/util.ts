@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect } from 'vitest';
-import { type Impl, filebus, until } from '../../helpers.js';
+import { type Impl, asleepInEventLoop, filebus, until } from '../../helpers.js';
 
 /** `count` numbered lines, "0000001\n" .., 8 bytes each: with --block-size 8 and a file as input, one per chunk. */
 export function numbered(first: number, count: number): string {
@@ -39,10 +39,11 @@ export async function produceQuietly(args: string[], input: string, impl: Impl =
   expect(stderr).toBe('');
 }
 
-/** Resolves once process `pid` holds an inotify descriptor: a consumer that has looked at the bus once and waits. */
+/** Resolves once process `pid` holds an inotify descriptor and sleeps in its wait: a consumer that has looked at the bus and waits. */
 export async function watching(pid: number): Promise<void> {
   await until(
     () => {
+      if (!asleepInEventLoop(pid)) return false;
       try {
         return fs.readdirSync(`/proc/${pid}/fd`).some((fd) => {
           try {
