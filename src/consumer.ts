@@ -8,7 +8,7 @@ import { type Deliver, consumeQueue } from './backpressure.js';
 import { type Bus, openBus } from './core/bus.js';
 import { FileCursor } from './core/cursor.js';
 import { refuseLink } from './core/checks.js';
-import { HistoryCursor, type MissedChunks } from './ext/history/history.js';
+import { historyTakeOver, type MissedChunks } from './ext/history/history.js';
 import { checkGroupOptions } from './ext/groups/files.js';
 import { consumeGroup } from './ext/groups/member.js';
 import type { BusOptions } from './options.js';
@@ -71,11 +71,9 @@ export async function consume(options: ConsumeOptions, deliver: Deliver): Promis
 async function consumeMulticast(bus: Bus, deliver: Deliver, options: ConsumeOptions, scratch?: ScratchBuffer): Promise<never> {
   const sizeMayBeStale = bus.fileSystem.shared;
   // F alone until a chunk with history shows up; then the history's cursor reads on.
-  const cursor = new FileCursor(bus.options.paths.file, {
-    scratch,
-    sizeMayBeStale,
-    takeOver: () => new HistoryCursor(bus.options.paths, { replay: bus.options.replay, scratch, sizeMayBeStale, onMissed: options.onMissed, log: bus.options.log }),
-  });
+  // The takeover is made before the first look at F: where it begins depends on whether the history was there.
+  const takeOver = historyTakeOver(bus.options.paths, { replay: bus.options.replay, scratch, sizeMayBeStale, onMissed: options.onMissed, log: bus.options.log });
+  const cursor = new FileCursor(bus.options.paths.file, { scratch, sizeMayBeStale, takeOver });
   const next = () => cursor.next();
   for (let afterDelivery = false; ; afterDelivery = true) {
     options.signal?.throwIfAborted();

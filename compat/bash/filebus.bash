@@ -692,6 +692,14 @@ hist=$F.history
 hist_head=$hist/head
 until_tidy=0
 seq=0
+# The history directory and its head are used through descriptors opened
+# once (and checked), named as /proc/$$/fd/N: a path that always resolves
+# to the file held, whatever is renamed over F.history afterwards (a link
+# to a directory outside the bus, swapped in by anyone who may write the
+# bus directory).  hist_dir is that path; empty until opened.
+hist_fd='' hist_dir='' head_fd='' head_file=''
+# Above 2^53 the TypeScript peer's numbers lose digits; such a head cannot be right.
+HISTORY_MAX_SEQ=9007199254740991
 
 history_refuse_odd() { # path what
 	if [[ -L $1 ]] || { [[ -e $1 ]] && ! [[ $2 == directory && -d $1 || $2 == file && -f $1 ]]; }; then
@@ -700,73 +708,132 @@ history_refuse_odd() { # path what
 	fi
 }
 
-# The head's number into REPLY; an empty or unreadable head counts as 0 (the
-# link that follows and the next tidy put it right).
+history_close() {
+	if [[ -n $head_fd ]]; then exec {head_fd}<&-; fi
+	if [[ -n $hist_fd ]]; then exec {hist_fd}<&-; fi
+	hist_fd='' hist_dir='' head_fd='' head_file=''
+}
+
+# Opens F.history (made if missing) and its head.  bash cannot open without
+# following a link, so each open is checked after it, once, by stat: what
+# the path names now (not following a link) must be the very file held.
+history_open() {
+	local ids
+	history_close
+	history_refuse_odd "$hist" directory
+	if [[ ! -d $hist ]] && ! mkdir -- "$hist" 2>/dev/null && [[ ! -d $hist ]]; then
+		die "cannot create the history directory '$hist'"
+	fi
+	{ exec {hist_fd}<"$hist"; } 2>/dev/null || die "cannot open the history directory '$hist'"
+	hist_dir=/proc/$$/fd/$hist_fd
+	ids=$(stat -c '%d:%i:%F' -- "$hist" && stat -L -c '%d:%i:%F' -- "$hist_dir") || die "cannot look at '$hist'"
+	[[ ${ids%%$'\n'*} == "${ids#*$'\n'}" && ${ids%%$'\n'*} == *:directory ]] || history_refuse_odd "$hist" directory
+	[[ ${ids%%$'\n'*} == "${ids#*$'\n'}" && ${ids%%$'\n'*} == *:directory ]] || die "'$hist' changed while it was opened; not writing the history"
+	# The head: made with O_EXCL (noclobber), which never follows a link,
+	# then opened read-only (no O_CREAT) and checked as the directory was.
+	if [[ ! -e $hist_dir/head && ! -L $hist_dir/head ]]; then
+		(set -C; : >"$hist_dir/head") 2>/dev/null
+	fi
+	history_refuse_odd "$hist_dir/head" file
+	{ exec {head_fd}<"$hist_dir/head"; } 2>/dev/null || die "cannot open '$hist_head'"
+	head_file=/proc/$$/fd/$head_fd
+	ids=$(stat -c '%d:%i:%F' -- "$hist_dir/head" && stat -L -c '%d:%i:%F' -- "$head_file") || die "cannot look at '$hist_head'"
+	[[ ${ids%%$'\n'*} == "${ids#*$'\n'}" && ${ids%%$'\n'*} == *:'regular '* ]] || die "'$hist_head' is not a plain file held by this bus; not writing the history"
+}
+
+# Under the lock: F.history must still be the directory held.  A link there
+# is refused; another directory (a peer started the history over) is opened.
+history_check() {
+	if [[ -z $hist_dir ]]; then history_open; return; fi
+	history_refuse_odd "$hist" directory
+	[[ -d $hist && $hist -ef $hist_dir ]] || history_open
+}
+
+# The head's number into REPLY: 0 for an empty head.  One that cannot be
+# right (anything after its record, a number above 2^53) is repaired from
+# the entries (the listing decides), with one line.
 history_read_head() {
-	local line=''
+	local content=''
 	REPLY=0
-	history_refuse_odd "$hist_head" file
-	[[ -f $hist_head ]] && IFS= read -r line <"$hist_head"
-	[[ $line =~ ^0*([0-9]{1,17})[[:space:]]*$ ]] && REPLY=$((10#${BASH_REMATCH[1]}))
-	return 0
+	IFS= read -r -d '' content <"$head_file"
+	[[ -z $content ]] && return 0
+	if [[ $content =~ ^([0-9]{1,16})[[:space:]]*$ ]] && ((10#${BASH_REMATCH[1]} <= HISTORY_MAX_SEQ)); then
+		REPLY=$((10#${BASH_REMATCH[1]}))
+		return 0
+	fi
+	history_list
+	REPLY=${REPLY##* }
+	REPLY=$((10#${REPLY:-0}))
+	# Truncating: what followed the old record goes.
+	{ printf '%016d\n' "$REPLY" >"$head_file"; } 2>/dev/null || die "cannot write '$hist_head'"
+	content=${content:0:40}
+	printf '%s: %s\n' "$prog" "$hist_head held '${content//$'\n'/\\n}', not a sequence number; repaired from the entries to $REPLY" >&2
 }
 
 # In place: a fixed-width write at offset 0 (<> neither truncates nor
 # appends), since consumers read it without the lock.
 history_write_head() { # seq
-	history_refuse_odd "$hist_head" file
-	{ printf '%016d\n' "$1" 1<>"$hist_head"; } 2>/dev/null || die "cannot write '$hist_head'"
+	{ printf '%016d\n' "$1" 1<>"$head_file"; } 2>/dev/null
 }
 
-# Make the directory if missing; make the head at least the newest entry
-# (a producer killed after its link left one beyond the head); remove the
-# entries that left the window.
-history_tidy() {
-	local entries=() name newest=0 old=()
-	history_refuse_odd "$hist" directory
-	if [[ ! -d $hist ]] && ! mkdir -- "$hist" 2>/dev/null && [[ ! -d $hist ]]; then
-		die "cannot create the history directory '$hist'"
-	fi
-	history_refuse_odd "$hist" directory
+# The entries' numbers (16 digits each, ascending) into REPLY, space-separated.
+history_list() {
+	local name
+	REPLY=''
 	# Sixteen digits sort as numbers.
-	for name in "$hist"/[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]; do
-		[[ -e $name || -L $name ]] && entries+=("$name")
+	for name in "$hist_dir"/[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]; do
+		[[ -e $name || -L $name ]] && REPLY+=" ${name##*/}"
 	done
-	((${#entries[@]})) && newest=$((10#${entries[-1]##*/}))
+	REPLY=${REPLY# }
+}
+
+# Make the head at least the newest entry (a producer killed after its link
+# left one beyond the head); remove the entries that left the window.
+history_tidy() {
+	local entries name newest=0 old=()
+	history_list
+	entries=$REPLY
+	[[ -n $entries ]] && newest=$((10#${entries##* }))
 	history_read_head
-	if ((newest > REPLY)); then history_write_head "$newest"; else newest=$REPLY; fi
-	for name in "${entries[@]}"; do
-		((10#${name##*/} > newest - history)) && break
-		old+=("$name")
+	if ((newest > REPLY)); then history_write_head "$newest" || die "cannot write '$hist_head'"; else newest=$REPLY; fi
+	for name in $entries; do
+		((10#$name > newest - history)) && break
+		old+=("$hist_dir/$name")
 	done
 	if ((${#old[@]})); then run_child rm -f -- "${old[@]}"; fi
 	until_tidy=$((history > 64 ? history : 64))
 }
 
 # Under the lock, with F.__new__ whole and before its rename: link it as the
-# next entry, so that F never shows a chunk the history lacks.  The number
-# goes into seq.
+# next entry and write the head, so that F never shows a chunk the history
+# lacks.  No room for the head: the entry goes again and the publish fails,
+# the chunk nowhere, so a retry publishes it once.  The number goes into seq.
 history_link() {
 	local entry tries=0
-	if ((--until_tidy <= 0)) || [[ ! -d $hist ]]; then history_tidy; fi
+	history_check
+	if ((--until_tidy <= 0)); then history_tidy; fi
 	while :; do
 		history_read_head
 		seq=$((REPLY + 1))
-		printf -v entry '%s/%016d' "$hist" "$seq"
-		run_child ln -- "$stage" "$entry" 2>/dev/null && return 0
+		printf -v entry '%s/%016d' "$hist_dir" "$seq"
+		if run_child ln -- "$stage" "$entry" 2>/dev/null; then
+			history_write_head "$seq" && return 0
+			run_child rm -f -- "$entry"
+			die "cannot write '$hist_head'"
+		fi
 		# Taken (a producer killed before it wrote the head) or the
 		# directory was removed: tidy and take the next number.
-		((tries++ < 3)) || die "cannot link '$stage' into the history as '$entry'"
+		((tries++ < 3)) || die "cannot link '$stage' into the history as '$hist/${entry##*/}'"
+		history_open
 		history_tidy
 	done
 }
 
-# After the rename: record the head, drop the entry that left the window.
+# After the rename: drop the entry that left the window.
 history_advance() {
 	local old
-	history_write_head "$seq"
 	if ((seq - history >= 1)); then
-		printf -v old '%s/%016d' "$hist" $((seq - history))
+		printf -v old '%s/%016d' "$hist_dir" $((seq - history))
 		if [[ -e $old || -L $old ]]; then run_child rm -f -- "$old"; fi
 	fi
 }

@@ -341,3 +341,62 @@ export function execInPlace(file: string, argv: string[]): number {
   sigprocmaskFn(SIG_SETMASK, Buffer.alloc(128), null);
   return checked(execvpFn(file, [...argv, null]));
 }
+
+// --- Names relative to a directory descriptor (the history extension) ------------
+// A directory opened once with O_DIRECTORY | O_NOFOLLOW stays that directory
+// whatever is renamed over its path afterwards; calls relative to it never
+// resolve the path again, so a link swapped in cannot redirect them.
+
+const openatFn = cfunc('int openat(int dirfd, const char *pathname, int flags, unsigned int mode)');
+const linkatFn = cfunc('int linkat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, int flags)');
+const unlinkatFn = cfunc('int unlinkat(int dirfd, const char *pathname, int flags)');
+const mkdiratFn = cfunc('int mkdirat(int dirfd, const char *pathname, unsigned int mode)');
+const ftruncateFn = cfunc('int ftruncate(int fd, long length)');
+const closeFn = cfunc('int close(int fd)');
+const AT_EMPTY_PATH = 0x1000;
+/** `dirfd` meaning the working directory: paths then resolve as usual. */
+export const AT_CWD = AT_FDCWD;
+
+/** openat(2): the descriptor, or minus the errno. */
+export function openat(dirfd: number, name: string, flags: number, mode = 0): number {
+  return checked(openatFn(dirfd, name, flags, mode));
+}
+
+/** linkat(2) without following a link at `from`: 0, or minus the errno. */
+export function linkat(fromDirfd: number, from: string, toDirfd: number, to: string): number {
+  return checked(linkatFn(fromDirfd, from, toDirfd, to, 0));
+}
+
+/** unlinkat(2) of a file (not a directory): 0, or minus the errno. */
+export function unlinkat(dirfd: number, name: string): number {
+  return checked(unlinkatFn(dirfd, name, 0));
+}
+
+/** mkdirat(2): 0, or minus the errno. */
+export function mkdirat(dirfd: number, name: string, mode: number): number {
+  return checked(mkdiratFn(dirfd, name, mode));
+}
+
+/** ftruncate(2): 0, or minus the errno. */
+export function ftruncate(fd: number, length: number): number {
+  return checked(ftruncateFn(fd, length));
+}
+
+/** close(2): 0, or minus the errno. */
+export function closeFd(fd: number): number {
+  return checked(closeFn(fd));
+}
+
+/**
+ * fstatat(2) without following a link, type and identity only (as
+ * lstatIdentity); `name` '' is the descriptor itself (fstat). Minus the
+ * errno on failure.
+ */
+export function statIdentityAt(dirfd: number, name: string): LinkIdentity | number {
+  const flags = AT_SYMLINK_NOFOLLOW | (name === '' ? AT_EMPTY_PATH : 0);
+  const result = checked(statxFn(dirfd, name, flags, STATX_TYPE | STATX_INO, statxBuffer));
+  if (result < 0) return result;
+  const type = statxBuffer.readUInt16LE(28) & 0o170000;
+  const ino = statxBuffer.readBigUInt64LE(32);
+  return { type, id: `${statxBuffer.readUInt32LE(136)}:${statxBuffer.readUInt32LE(140)}:${ino}` };
+}
