@@ -8,6 +8,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import type { TestContext } from 'vitest';
 import { type Proc, lockHeld, sleep, within } from './support/processes.js';
 
 export * from './support/processes.js';
@@ -102,4 +103,21 @@ export function fifo(dir: string, name = 'input.fifo'): { path: string; fd: numb
       return Buffer.concat(chunks).toString();
     },
   };
+}
+
+/** mount(8) with `args`, or skip the test, saying why, where this machine does not allow it (root without CAP_SYS_ADMIN). */
+export function mountOrSkip(context: TestContext, args: string[]): void {
+  try {
+    execFileSync('mount', args, { stdio: 'pipe' });
+  } catch (error) {
+    context.skip(`cannot mount here: ${String((error as Error).message).split('\n')[0]}`);
+  }
+}
+/** umount(8), lazily if the mount is busy. */
+export function unmount(dir: string): void {
+  try {
+    execFileSync('umount', [dir], { stdio: 'pipe' });
+  } catch {
+    execFileSync('umount', ['-l', dir], { stdio: 'pipe' });
+  }
 }

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect, test } from 'vitest';
-import { bashCli, filebus, tempDir, until } from './helpers.js';
+import { bashCli, filebus, tempDir, until } from '../helpers.js';
 
 const has = (command: string) => spawnSync('sh', ['-c', `command -v ${command}`]).status === 0;
 const hasShellcheck = has('shellcheck');
@@ -99,7 +99,7 @@ test('bash chunks hold whole lines, and NUL bytes are not carried', async () => 
   const lines = Array.from({ length: 50 }, (_, i) => `line number ${i} ${'x'.repeat(i % 20)}\n`);
   producer.child.stdin!.end(Buffer.concat([Buffer.from('a\0b\n'), Buffer.from(lines.join(''))]));
   // The library consumer shows chunk boundaries: every chunk ends at a line end.
-  const { createConsumer } = await import('../src/index.js');
+  const { createConsumer } = await import('../../src/index.js');
   const chunks: string[] = [];
   for await (const chunk of createConsumer({ filename: bus, backPressure: true })) chunks.push(String(chunk));
   expect(await producer.exited).toBe(0);

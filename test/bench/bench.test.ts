@@ -9,7 +9,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, expect, test } from 'vitest';
-import { root, tempDir, until } from './helpers.js';
+import { root, tempDir, until } from '../helpers.js';
 
 const benchMain = path.join(root, 'dist-bench/bench/main.js');
 

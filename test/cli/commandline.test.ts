@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { cli, filebus, hasStackTrace, root, run, tempDir, waitForFile } from './helpers.js';
+import { cli, filebus, root, run, tempDir, waitForFile } from '../helpers.js';
 
 const { version } = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string };
 
@@ -134,112 +134,133 @@ describe('environment', () => {
   });
 });
 
-describe('signals end a process quietly', () => {
-  test.each([
-    ['SIGINT', 130],
-    ['SIGTERM', 143],
-  ] as const)('multicast producer waiting for input, %s -> %i', async (signal, status) => {
-    const bus = path.join(tempDir(), 'bus');
-    const producer = filebus(['--filename', bus, 'producer']);
-    producer.child.stdin!.write('published\n');
-    await waitForFile(bus);
-    producer.child.kill(signal);
-    expect(await producer.exited).toBe(status);
-    expect(producer.child.signalCode).toBeNull();
-    expect(producer.stderr()).toBe('');
-    expect(fs.readFileSync(bus, 'utf8')).toBe('published\n');
-  });
-
-
-  test.each([
-    ['SIGINT', 130],
-    ['SIGTERM', 143],
-  ] as const)('multicast consumer, %s -> %i', async (signal, status) => {
-    const bus = path.join(tempDir(), 'bus');
-    const consumer = filebus(['--filename', bus, 'consumer'], { stdin: 'ignore' });
-    const producer = filebus(['--filename', bus, 'producer']);
-    producer.child.stdin!.end('warm-up\n');
-    // The consumer printed a chunk, so it is up, with its signal handlers in place.
-    await consumer.waitForBytes(8);
-    consumer.child.kill(signal);
-    expect(await consumer.exited).toBe(status);
-    // Exited on its own with that status, not killed by the signal.
-    expect(consumer.child.signalCode).toBeNull();
-    expect(consumer.stderr()).toBe('');
-  });
-
-  test.each([
-    ['SIGINT', 130],
-    ['SIGTERM', 143],
-  ] as const)('back-pressure consumer waiting on an empty bus, %s -> %i', async (signal, status) => {
-    const bus = path.join(tempDir(), 'bus');
-    const consumer = filebus(['--filename', bus, '--back-pressure', 'consumer'], { stdin: 'ignore' });
-    // The lock file is opened after the handlers are installed.
-    await waitForFile(`${bus}.lock`);
-    consumer.child.kill(signal);
-    expect(await consumer.exited).toBe(status);
-    expect(consumer.child.signalCode).toBeNull();
-    expect(consumer.stderr()).toBe('');
+describe('usage errors: one line naming the problem and what would be right, exit 2', () => {
+  const cases: Array<[string, string[], RegExp, NodeJS.ProcessEnv?]> = [
+    ['a mistyped command', ['consumr'], /unknown command 'consumr': did you mean consumer\?/],
+    ['a mistyped command after options', ['--filename', 'BUS', 'prodcer'], /unknown command 'prodcer': did you mean producer\?/],
+    ['a mistyped option', ['--filename', 'BUS', '--blok-size', '10', 'consumer'], /unknown option '--blok-size': did you mean --block-size\?/],
+    ['an option of another command', ['--filename', 'BUS', 'consumer', '--lines'], /--lines is an option of producer, not of consumer/],
+    ['an extra argument', ['--filename', 'BUS', 'consumer', 'more'], /unexpected argument 'more'/],
+    ['--lines with --null', ['--filename', 'BUS', 'producer', '--lines', '--null'], /--lines and --null/],
+    ['--history below 0', ['--filename', 'BUS', '--history', '-1', 'consumer'], /--history.*'-1'/],
+    ['--history not a number', ['--filename', 'BUS', '--history', 'lots', 'consumer'], /--history.*'lots'/],
+    ['--producers 0', ['--filename', 'BUS', '--lossless', 'consumer', '--producers', '0'], /--producers.*'0'/],
+    ['FILEBUS_PRODUCERS=x', ['--filename', 'BUS', '--lossless', 'consumer'], /--producers.*'x'/, { FILEBUS_PRODUCERS: 'x' }],
+    ['FILEBUS_LINES=maybe', ['--filename', 'BUS', 'producer'], /FILEBUS_LINES.*'maybe'/, { FILEBUS_LINES: 'maybe' }],
+    ['an unknown implementation', ['--impl', 'perl', '--filename', 'BUS', 'consumer'], /--impl must be one of typescript, python, bash, got 'perl'/],
+    ['no command', ['--filename', 'BUS'], /a command is required/],
+  ];
+  test.each(cases)('%s', async (_name, args, problem, env) => {
+    const dir = tempDir();
+    const bus = path.join(dir, 'bus');
+    const proc = filebus(
+      args.map((arg) => (arg === 'BUS' ? bus : arg)),
+      { stdin: 'ignore', env },
+    );
+    expect(await proc.exited).toBe(2);
+    const err = lines(proc.stderr());
+    expect(err, proc.stderr()).toHaveLength(1);
+    expect(err[0]).toMatch(/^filebus: /);
+    expect(err[0]).toMatch(problem);
+    expect(err[0]).toMatch(/\(see filebus --help\)$/);
+    expect(proc.stdout().length).toBe(0);
+    expect(fs.readdirSync(dir)).toEqual([]);
   });
 });
 
-describe('a consumer whose stdout closes exits within a second, without a stack trace', () => {
-  /** Feeds the bus: one line now and then, or a steady stream of lines. */
-  function feed(bus: string, streaming: boolean) {
-    const producer = filebus(['--filename', bus, 'producer']);
-    const stdin = producer.child.stdin!;
-    stdin.write('0123456789 first line, longer than what the reader wants\n');
-    let n = 0;
-    const timer = streaming ? setInterval(() => stdin.write(`line ${n++}\n`), 10) : undefined;
-    return { producer, stop: () => clearInterval(timer) };
+test("a command's variable is no error for another command (FILEBUS_LINES set for a consumer)", async () => {
+  const bus = path.join(tempDir(), 'bus');
+  const env = { FILEBUS_FILENAME: bus, FILEBUS_LINES: '1', FILEBUS_BLOCKING_READ: 'yes', FILEBUS_BLOCK_SIZE: '6' };
+  const consumer = filebus(['--lossless', 'consumer'], { stdin: 'ignore', env });
+  const producer = filebus(['--lossless', 'producer'], { env });
+  // FILEBUS_LINES=1 reached the producer: 6-byte blocks cut at line ends.
+  producer.child.stdin!.end('ab\ncdefgh\n');
+  expect(await producer.exited).toBe(0);
+  expect(await consumer.exited).toBe(0);
+  expect(consumer.stdout().toString()).toBe('ab\ncdefgh\n');
+  expect(consumer.stderr()).toBe('');
+  expect(producer.stderr()).toBe('');
+});
+
+test('command options may follow global ones after the command, and globals may follow the command', async () => {
+  const bus = path.join(tempDir(), 'bus');
+  const producer = filebus(['producer', '--filename', bus, '--lines', '--block-size', '5']);
+  producer.child.stdin!.end('abc\ndef\n');
+  expect(await producer.exited).toBe(0);
+  expect(producer.stderr()).toBe('');
+  // Multicast keeps the last chunk: a whole line, not "\ndef\n" cut at 5 bytes.
+  expect(fs.readFileSync(bus, 'utf8')).toBe('def\n');
+});
+
+describe('--help', () => {
+  test('says that python names the default implementation, and lists the commands and new options', async () => {
+    const proc = filebus(['--help'], { stdin: 'ignore' });
+    expect(await proc.exited).toBe(0);
+    const out = proc.stdout().toString();
+    expect(out).toMatch(/python/);
+    for (const word of ['producer', 'consumer', 'status', 'completion', '--history', '--impl', 'FILEBUS_']) expect(out).toContain(word);
+    expect(proc.stderr()).toBe('');
+  });
+
+  test.each([
+    ['producer', ['--lines', '--null', '-0', '--blocking-read']],
+    ['consumer', ['--replay', '--producers']],
+    ['status', ['--json']],
+  ] as const)('filebus %s --help lists its own options', async (command, options) => {
+    const proc = filebus([command, '--help'], { stdin: 'ignore' });
+    expect(await proc.exited).toBe(0);
+    const out = proc.stdout().toString();
+    for (const option of options) expect(out).toContain(option);
+  });
+});
+
+describe('completion', () => {
+  test('filebus completion prints a bash completion script that completes commands and options', async () => {
+    const script = filebus(['completion'], { stdin: 'ignore', env: { SHELL: '/bin/bash' } });
+    expect(await script.exited).toBe(0);
+    const text = script.stdout().toString();
+    expect(text).toMatch(/complete .*filebus/);
+    const dir = tempDir();
+    fs.writeFileSync(path.join(dir, 'completion.bash'), text);
+    // `filebus` on PATH, as after `npm install -g`.
+    fs.writeFileSync(path.join(dir, 'filebus'), `#!/bin/sh\nexec "${process.execPath}" "${cli}" "$@"\n`, { mode: 0o755 });
+    const complete = async (words: string[]) => {
+      const proc = run(
+        'bash',
+        ['-c', 'source "$0"; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _filebus_yargs_completions; printf "%s\\n" "${COMPREPLY[@]}"', path.join(dir, 'completion.bash'), ...words],
+        { stdin: 'ignore', env: { PATH: `${dir}:${process.env.PATH}` } },
+      );
+      expect(await proc.exited).toBe(0);
+      return lines(proc.stdout().toString()).sort();
+    };
+    expect(await complete(['filebus', 'con'])).toEqual(['consumer']);
+    expect(await complete(['filebus', 'st'])).toEqual(['status']);
+    expect(await complete(['filebus', '--blo'])).toEqual(['--block-size']);
+    expect(await complete(['filebus', '--filename', 'x', 'producer', '--l'])).toEqual(['--lines', '--lossless']);
+    expect(await complete(['filebus', 'consumer', '--re'])).toEqual(['--replay']);
+  });
+
+  test('from zsh it prints a zsh script', async () => {
+    const script = filebus(['completion'], { stdin: 'ignore', env: { SHELL: '/usr/bin/zsh' } });
+    expect(await script.exited).toBe(0);
+    expect(script.stdout().toString()).toMatch(/compdef/);
+  });
+});
+
+test('parsing is pure: the FILEBUS_* variables come from the env given, process.env is neither read nor written', async () => {
+  // The built module: it loads the yargs bundle from dist/vendor.
+  const { parseCommandLine } = (await import(path.join(root, 'dist/src/cli/args.js'))) as typeof import('../../src/cli/args.js');
+  const saved = process.env;
+  // Frozen: any write to it throws. Its FILEBUS_LINES must not leak into the parse either.
+  process.env = Object.freeze({ ...saved, FILEBUS_LINES: '1', FILEBUS_BLOCK_SIZE: '7' }) as NodeJS.ProcessEnv;
+  try {
+    const env = { FILEBUS_FILENAME: '/tmp/bus', FILEBUS_BLOCK_SIZE: '10', FILEBUS_BACK_PRESSURE: 'yes', FILEBUS_REPLAY: 'no', FILEBUS_NULL: '1' };
+    const producer = parseCommandLine(['producer'], env);
+    expect(producer).toMatchObject({ kind: 'run', command: 'producer', options: { filename: '/tmp/bus', blockSize: 10, backPressure: true, records: 'null' } });
+    const consumer = parseCommandLine(['--block-size', '12', 'consumer'], env);
+    expect(consumer).toMatchObject({ kind: 'run', command: 'consumer', options: { filename: '/tmp/bus', blockSize: 12, backPressure: true, replay: false } });
+    expect(parseCommandLine(['producer'], { FILEBUS_FILENAME: '/tmp/bus' })).toMatchObject({ options: { blockSize: 4096, backPressure: false, records: 'bytes' } });
+  } finally {
+    process.env = saved;
   }
-
-  test.each([['idle', false], ['while chunks keep coming', true]] as const)(
-    'stdout is a pipe to `head -c 10`, %s',
-    async (_name, streaming) => {
-      const bus = path.join(tempDir(), 'bus');
-      // pipefail: the pipeline's status is the consumer's.
-      const pipeline = run('bash', ['-c', 'set -o pipefail; "$0" "$1" --filename "$2" consumer | head -c 10', process.execPath, cli, bus], {
-        stdin: 'ignore',
-      });
-      const { stop } = feed(bus, streaming);
-      try {
-        // head has printed its 10 bytes and exits: from now on the consumer's stdout is a broken pipe.
-        await pipeline.waitForBytes(10);
-        const closed = performance.now();
-        const status = await pipeline.exited;
-        const elapsed = performance.now() - closed;
-        // Multicast: a consumer that starts late may get a later chunk than the first.
-        expect(pipeline.stdout().length).toBe(10);
-        expect(elapsed).toBeLessThan(1000);
-        // README: 141, quietly.
-        expect(status).toBe(141);
-        expect(pipeline.stderr()).toBe('');
-      } finally {
-        stop();
-      }
-    },
-  );
-
-  test.each([['idle', false], ['while chunks keep coming', true]] as const)(
-    'the reader of its stdout goes away, %s',
-    async (_name, streaming) => {
-      const bus = path.join(tempDir(), 'bus');
-      const consumer = filebus(['--filename', bus, 'consumer'], { stdin: 'ignore' });
-      const { stop } = feed(bus, streaming);
-      try {
-        await consumer.waitForBytes(10);
-        const closed = performance.now();
-        consumer.child.stdout!.destroy();
-        const status = await consumer.exited;
-        const elapsed = performance.now() - closed;
-        expect(elapsed).toBeLessThan(1000);
-        expect(status).toBe(141);
-        expect(consumer.child.signalCode).toBeNull();
-        expect(consumer.stderr()).toBe('');
-      } finally {
-        stop();
-      }
-    },
-  );
 });

@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect } from 'vitest';
-import { type Proc, filebus, memoryKiB, sleep, stop, tempDir } from './helpers.js';
+import { type Proc, filebus, memoryKiB, sleep, stop, tempDir } from '../helpers.js';
 
 /** Bytes in one record: 16 decimal digits of id, ':', 46 check letters, '\n'. */
 export const RECORD = 64;

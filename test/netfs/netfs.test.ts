@@ -10,10 +10,10 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { type TestContext, afterEach, describe, expect, test } from 'vitest';
-import { openBus } from '../src/core/bus.js';
-import { readChunk } from '../src/core/read.js';
-import { fileSystemOf } from '../src/sys/fstype.js';
-import { type Proc, asleepInEventLoop, filebus, lockHeld, openFiles, run, sha256, stop, tempDir, until, writeLinesAtRate } from './helpers.js';
+import { openBus } from '../../src/core/bus.js';
+import { readChunk } from '../../src/core/read.js';
+import { fileSystemOf } from '../../src/sys/fstype.js';
+import { type Proc, asleepInEventLoop, filebus, lockHeld, openFiles, run, sha256, stop, tempDir, until, writeLinesAtRate } from '../helpers.js';
 
 /**
  * attr_timeout=0,entry_timeout=0: every stat and open asks the daemon, so a

@@ -7,8 +7,8 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { createConsumer } from '../src/index.js';
-import { type Proc, filebus, tempDir, until, waitForFile, writeLinesAtRate } from './helpers.js';
+import { createConsumer } from '../../src/index.js';
+import { type Proc, filebus, tempDir, until, writeLinesAtRate } from '../helpers.js';
 
 function inotifyFds(pid: number): number {
   const dir = `/proc/${pid}/fd`;

@@ -355,6 +355,19 @@ export function childrenOf(pid: number): Array<{ pid: number; comm: string }> {
   return found;
 }
 
+/** Live processes (this one left out) whose command line mentions `text`. */
+export function processesMentioning(text: string): Array<{ pid: number; args: string }> {
+  return fs.readdirSync('/proc').flatMap((entry) => {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) return [];
+    try {
+      const args = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ');
+      return args.includes(text) ? [{ pid: Number(entry), args }] : [];
+    } catch {
+      return []; // gone meanwhile
+    }
+  });
+}
+
 /** True when `pid` has a live direct child whose command is `name`. */
 export const childNamed = (pid: number, name: string): boolean => childrenOf(pid).some(({ comm }) => comm === name);
 
