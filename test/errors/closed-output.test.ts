@@ -4,11 +4,10 @@
  * the chunk it could not write stays for the next consumer.
  */
 import { execFileSync } from 'node:child_process';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { type Proc, HUGE_CHUNK, bp, busArgs, cli, exitOf, filebus, hasStackTrace, run, tempDir, until, within } from '../helpers.js';
+import { type Proc, bp, busArgs, cli, exitOf, filebus, hasStackTrace, HUGE_CHUNK, randomBytes, run, tempDir, until, within } from '../helpers.js';
 import { RECORD, busLeftovers, records, split } from '../support/queue.js';
 
 describe('3. closed output', () => {
@@ -60,7 +59,7 @@ describe('3. closed output', () => {
     const dir = tempDir();
     const bus = path.join(dir, 'bus');
     const block = HUGE_CHUNK; // the write to head cannot complete
-    const data = crypto.randomBytes(2 * block);
+    const data = randomBytes(2 * block);
     fs.writeFileSync(path.join(dir, 'input'), data);
     const args = busArgs(bus, ...bp);
     const input = fs.openSync(path.join(dir, 'input'), 'r');

@@ -2,11 +2,10 @@
  * A full disk (ENOSPC), on the bus's side or the output's: one line, exit
  * 1, and nothing consumed or pending is lost. Root only: mounts a tmpfs.
  */
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { type TestContext, describe, expect, test } from 'vitest';
-import { type Proc, mountOrSkip, unmount, bp, busArgs, exitOf, fileHolds, filebus, hasStackTrace, isRoot, lines, stop, tempDir, until, within } from '../helpers.js';
+import { type Proc, bp, busArgs, exitOf, filebus, fileHolds, hasStackTrace, isRoot, lines, mountOrSkip, randomBytes, stop, tempDir, unmount, until, within } from '../helpers.js';
 
 if (!isRoot) console.warn('full disk: not root; tests that need mount(8) are skipped');
 
@@ -47,7 +46,7 @@ describe('4. full disk', () => {
     await withSmallDisk(context, async (mnt, procs) => {
       const bus = path.join(mnt, 'bus');
       const block = 40_000; // two of them do not fit in 64 KiB
-      const data = crypto.randomBytes(3 * block);
+      const data = randomBytes(3 * block);
       const dir = tempDir();
       fs.writeFileSync(path.join(dir, 'input'), data);
       const consumer = filebus([...busArgs(bus), 'consumer'], { stdin: 'ignore' });
@@ -73,7 +72,7 @@ describe('4. full disk', () => {
       const c1 = filebus([...args, 'consumer'], { stdin: 'ignore' });
       procs.push(producer, c1);
       const [a, b, c] = ['A', 'B', 'C'].map((letter) => Buffer.alloc(4096, letter)) as [Buffer, Buffer, Buffer];
-      const d = crypto.randomBytes(3 * 8192);
+      const d = randomBytes(3 * 8192);
       producer.child.stdin!.write(a);
       await c1.waitForBytes(4096);
       producer.child.stdin!.write(b);
@@ -106,7 +105,7 @@ describe('4. full disk, on the output side', () => {
     await withSmallDisk(context, async (mnt, procs) => {
       const dir = tempDir();
       const bus = path.join(dir, 'bus');
-      const data = crypto.randomBytes(100 * 1024);
+      const data = randomBytes(100 * 1024);
       fs.writeFileSync(path.join(dir, 'input'), data);
       const args = busArgs(bus, ...bp);
       const input = fs.openSync(path.join(dir, 'input'), 'r');

@@ -2,11 +2,10 @@
  * The interoperability matrix: the TypeScript and bash implementations on
  * one bus, through the on-disk protocol only.
  */
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { type Impl, exitOf, feed, filebus, sha256, tempDir } from '../helpers.js';
+import { type Impl, exitOf, feed, filebus, randomBytes, sha256, tempDir } from '../helpers.js';
 
 const impls: Impl[] = ['ts', 'bash'];
 const LINE = 40;

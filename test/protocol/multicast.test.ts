@@ -3,12 +3,11 @@
  * chunk that stays in place long enough, bytes arrive unchanged, and the
  * bus works whichever side starts first.
  */
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { createConsumer } from '../../src/index.js';
-import { type Proc, filebus, tempDir, until, writeLinesAtRate } from '../helpers.js';
+import { type Proc, filebus, randomBytes, tempDir, until, writeLinesAtRate } from '../helpers.js';
 
 function inotifyFds(pid: number): number {
   const dir = `/proc/${pid}/fd`;

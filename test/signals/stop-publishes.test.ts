@@ -4,11 +4,10 @@
  * signal ends it at once, and the exit status is 128 + n.
  */
 import { execFileSync } from 'node:child_process';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { type Proc, HUGE_CHUNK, bp, busArgs, exitOf, fileHolds, filebus, hasStackTrace, ioBytes, lines, openFiles, run, sleep, signalNumber, stuckPipe, tempDir, until, untilLocked, waitForFile, within } from '../helpers.js';
+import { type Proc, bp, busArgs, exitOf, filebus, fileHolds, hasStackTrace, HUGE_CHUNK, ioBytes, lines, openFiles, randomBytes, run, signalNumber, sleep, stuckPipe, tempDir, until, untilLocked, waitForFile, within } from '../helpers.js';
 
 const statusOf = (proc: Proc) => proc.child.exitCode; // null when a signal ended it: we want statuses the program chose
 
@@ -104,7 +103,7 @@ describe('2. signals', () => {
   test.each([['SIGINT'], ['SIGTERM']] as const)('back-pressure consumer: %s in the middle of writing a chunk leaves it on the bus', async (signal) => {
     const dir = tempDir();
     const bus = path.join(dir, 'bus');
-    const data = crypto.randomBytes(HUGE_CHUNK);
+    const data = randomBytes(HUGE_CHUNK);
     const args = busArgs(bus, ...bp);
     fs.writeFileSync(path.join(dir, 'input'), data);
     const input = fs.openSync(path.join(dir, 'input'), 'r');

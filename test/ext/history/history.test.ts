@@ -9,8 +9,8 @@ import path from 'node:path';
 import { expect, test } from 'vitest';
 import { type MissedChunks, createConsumer } from '../../../src/index.js';
 import { entryName, historyWindow } from '../../../src/ext/history/history.js';
-import { type Proc, filebus, sleep, tempDir, until, waitForFile } from '../../helpers.js';
-import { RECORD, RecordTally, random, writeRecordFile } from '../../load/load.js';
+import { type Proc, filebus, random, sleep, tempDir, testSeed, until, waitForFile } from '../../helpers.js';
+import { RECORD, RecordTally, writeRecordFile } from '../../load/load.js';
 
 /** Entries of a bus's history, as sequence numbers, ascending. */
 function entries(bus: string): number[] {
@@ -279,7 +279,7 @@ test('producers SIGKILLed mid-publish leave a bounded window that the next produ
   const bus = path.join(dir, 'bus');
   const keep = 30;
   const args = ['--filename', bus, '--history', String(keep), '--block-size', String(RECORD)];
-  const rng = random(Date.now() & 0x7fffffff);
+  const rng = random(testSeed());
   const perIncarnation = 5000;
   let incarnation = 0;
   const start = (): Proc => {
