@@ -9,7 +9,8 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { TestContext } from 'vitest';
-import { type Proc, lockHeld, sleep, within } from './support/processes.js';
+import { type Proc, filebus, lockHeld, sleep, until, within } from './support/processes.js';
+import { randomBytes } from './support/random.js';
 
 export * from './support/processes.js';
 export * from './support/random.js';
@@ -20,6 +21,8 @@ export const lines = (text: string): string[] => text.split('\n').filter((line) 
 export const stderrLines = (proc: Proc): string[] => lines(proc.stderr());
 
 export const bp = ['--back-pressure'];
+/** filebus() options that run the bash implementation. */
+export const bash = { impl: 'bash' } as const;
 export const busArgs = (bus: string, ...more: string[]): string[] => ['--filename', bus, ...more];
 
 /** The exit status, or a failure naming the process if it has not ended within `ms`. */
@@ -85,24 +88,42 @@ export function fifo(dir: string, name = 'input.fifo'): { path: string; fd: numb
     fd,
     write: (data) => void fs.writeSync(fd, data),
     /** What is left in the pipe, without blocking. */
-    unread() {
-      const reader = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
-      const chunks: Buffer[] = [];
-      const buffer = Buffer.alloc(65536);
-      try {
-        for (;;) {
-          const n = fs.readSync(reader, buffer);
-          if (n === 0) break;
-          chunks.push(Buffer.from(buffer.subarray(0, n)));
-        }
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error;
-      } finally {
-        fs.closeSync(reader);
-      }
-      return Buffer.concat(chunks).toString();
-    },
+    unread: () => drainFifo(file).toString(),
   };
+}
+
+/** Everything a FIFO holds now, read without blocking through a reading end of its own (a process may have made the one it shares blocking). */
+export function drainFifo(file: string): Buffer {
+  const reader = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  const chunks: Buffer[] = [];
+  const buffer = Buffer.alloc(65536);
+  try {
+    for (;;) {
+      const n = fs.readSync(reader, buffer);
+      if (n === 0) break;
+      chunks.push(Buffer.from(buffer.subarray(0, n)));
+    }
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error;
+  } finally {
+    fs.closeSync(reader);
+  }
+  return Buffer.concat(chunks);
+}
+
+/**
+ * A back-pressure producer that has published one chunk of HUGE_CHUNK
+ * random bytes on `bus` (args: the bus's arguments) and waits for it to be
+ * taken: a consumer writing it to a pipe nobody reads cannot finish.
+ */
+export async function hugeChunkPublished(dir: string, bus: string, args: string[]): Promise<{ data: Buffer; producer: Proc }> {
+  const data = randomBytes(HUGE_CHUNK);
+  fs.writeFileSync(path.join(dir, 'input'), data);
+  const input = fs.openSync(path.join(dir, 'input'), 'r');
+  const producer = filebus([...args, '--block-size', String(HUGE_CHUNK), 'producer'], { stdin: input });
+  fs.closeSync(input);
+  await until(fileHolds(bus, data), 10_000, 'the chunk');
+  return { data, producer };
 }
 
 /** mount(8) with `args`, or skip the test, saying why, where this machine does not allow it (root without CAP_SYS_ADMIN). */

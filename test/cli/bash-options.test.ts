@@ -2,9 +2,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { exitOf, feed, filebus, sleep, stderrLines, tempDir, until } from '../helpers.js';
+import { bash, exitOf, feed, filebus, sleep, stderrLines, tempDir, until } from '../helpers.js';
 
-const bash = { impl: 'bash' } as const;
 
 describe('option values (issue 9.9, 10, 11)', () => {
   test.each([

@@ -5,13 +5,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { cli, filebus, root, run, tempDir, waitForFile } from '../helpers.js';
+import { cli, filebus, lines, root, run, tempDir, waitForFile } from '../helpers.js';
 
 const { version } = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string };
 
-function lines(text: string): string[] {
-  return text.split('\n').filter((line) => line !== '');
-}
 
 describe('usage errors: exit status 2 and one line on stderr naming the problem', () => {
   const cases: Array<[string, (bus: string) => string[], RegExp, NodeJS.ProcessEnv?]> = [

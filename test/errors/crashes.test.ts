@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { type Proc, bp, busArgs, exitOf, filebus, fileHolds, HUGE_CHUNK, ioBytes, lockHeld, openFiles, random, randomBytes, run, sleep, stop, stuckPipe, tempDir, testSeed, until, untilLocked } from '../helpers.js';
+import { type Proc, bp, busArgs,  exitOf, filebus, fileHolds,  hugeChunkPublished, ioBytes, lockHeld, openFiles, random,  run, sleep, stop, stuckPipe, tempDir, testSeed, until, untilLocked } from '../helpers.js';
 import { RecordTally, writeRecordFile } from '../load/load.js';
 
 describe('1. crashes', () => {
@@ -134,13 +134,8 @@ describe('1. crashes', () => {
   test('back-pressure: a consumer SIGKILLed in the middle of writing a chunk leaves it for the next consumer', async () => {
     const dir = tempDir();
     const bus = path.join(dir, 'bus');
-    const data = randomBytes(HUGE_CHUNK);
-    fs.writeFileSync(path.join(dir, 'input'), data);
     const args = busArgs(bus, ...bp);
-    const input = fs.openSync(path.join(dir, 'input'), 'r');
-    const producer = filebus([...args, '--block-size', String(HUGE_CHUNK), 'producer'], { stdin: input });
-    fs.closeSync(input);
-    await until(fileHolds(bus, data), 10_000, 'the chunk');
+    const { data, producer } = await hugeChunkPublished(dir, bus, args);
 
     const pipe = stuckPipe(dir);
     try {

@@ -7,9 +7,8 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { type Proc, bp, busArgs, exitOf, feed, fileHolds, filebus, hasStackTrace, lines, openFiles, run, sleep, stderrLines, tempDir, until, waitsOnBus, commandOf } from '../helpers.js';
+import { type Proc, bash, bp, busArgs, commandOf, exitOf, feed, filebus, fileHolds, hasStackTrace, lines, openFiles, run, sleep, stderrLines, tempDir, until, waitsOnBus } from '../helpers.js';
 
-const bash = { impl: 'bash' } as const;
 
 describe('5b. F replaced under a waiting process', () => {
   type Waiter = 'bp-producer' | 'consumer' | 'bp-consumer';

@@ -6,9 +6,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { type Proc, bp, busArgs, exitOf, feed, fileHolds, filebus, hasStackTrace, lines, sleep, stderrLines, tempDir, until, asleepInEventLoop } from '../helpers.js';
+import { type Proc, asleepInEventLoop, bash, bp, busArgs, exitOf, feed, filebus, fileHolds, hasStackTrace, lines, sleep, stderrLines, tempDir, until } from '../helpers.js';
 
-const bash = { impl: 'bash' } as const;
 
 describe('5c. symbolic links planted in the bus directory', () => {
   type Role = 'producer' | 'consumer' | 'bp-producer' | 'bp-consumer';

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { type Impl, exitOf, feed, filebus, randomBytes, sha256, tempDir } from '../helpers.js';
+import { type Impl, bash, exitOf, feed, filebus, randomBytes, sha256, tempDir } from '../helpers.js';
 
 const impls: Impl[] = ['ts', 'bash'];
 const LINE = 40;
@@ -100,7 +100,6 @@ test('one back-pressure bus: TypeScript and bash producers together, TypeScript 
   expect(received.sort()).toEqual(sent.sort());
 }, 120_000);
 
-const bash = { impl: 'bash' } as const;
 
 test('20,000 lines through a lossless queue, bash producer, 3 TypeScript consumers: every line whole, exactly once', async () => {
   const dir = tempDir();

@@ -5,9 +5,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { type Proc, exitOf, fifo, filebus, tempDir, until, waitsOnBus, childNamed, childrenOf, running } from '../helpers.js';
+import { type Proc, bash, childNamed, childrenOf, exitOf, fifo, filebus, running, tempDir, until, waitsOnBus } from '../helpers.js';
 
-const bash = { impl: 'bash' } as const;
 
 /** SIGKILLs `proc` and waits (bounded) until every child it had is gone too. */
 async function killLeavesNoOrphan(proc: Proc, children: Array<{ pid: number; comm: string }>): Promise<void> {

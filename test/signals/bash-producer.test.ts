@@ -6,9 +6,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { type Proc, exitOf, feed, fifo, fileHolds, filebus, ioBytes, lockHeld, run, sleep, stderrLines, tempDir, until, waitsOnStdin, childNamed } from '../helpers.js';
+import { type Proc, bash, childNamed, exitOf, feed, fifo, filebus, fileHolds, ioBytes, lockHeld, run, sleep, stderrLines, tempDir, until, waitsOnStdin } from '../helpers.js';
 
-const bash = { impl: 'bash' } as const;
 
 /**
  * The first SIGTERM leaves the producer at work (publishing what it read,

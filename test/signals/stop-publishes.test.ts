@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { type Proc, bp, busArgs, exitOf, filebus, fileHolds, hasStackTrace, HUGE_CHUNK, ioBytes, lines, openFiles, randomBytes, run, signalNumber, sleep, stuckPipe, tempDir, until, untilLocked, waitForFile, within } from '../helpers.js';
+import { type Proc, bp, busArgs, drainFifo, exitOf, filebus, fileHolds, hasStackTrace,  hugeChunkPublished, ioBytes, lines, openFiles,  run, signalNumber, sleep, stuckPipe, tempDir, until, untilLocked, waitForFile, within } from '../helpers.js';
 
 const statusOf = (proc: Proc) => proc.child.exitCode; // null when a signal ended it: we want statuses the program chose
 
@@ -103,13 +103,8 @@ describe('2. signals', () => {
   test.each([['SIGINT'], ['SIGTERM']] as const)('back-pressure consumer: %s in the middle of writing a chunk leaves it on the bus', async (signal) => {
     const dir = tempDir();
     const bus = path.join(dir, 'bus');
-    const data = randomBytes(HUGE_CHUNK);
     const args = busArgs(bus, ...bp);
-    fs.writeFileSync(path.join(dir, 'input'), data);
-    const input = fs.openSync(path.join(dir, 'input'), 'r');
-    const producer = filebus([...args, '--block-size', String(HUGE_CHUNK), 'producer'], { stdin: input });
-    fs.closeSync(input);
-    await until(fileHolds(bus, data), 10_000, 'the chunk');
+    const { data, producer } = await hugeChunkPublished(dir, bus, args);
     const pipe = stuckPipe(dir);
     try {
       const c1 = filebus([...args, 'consumer'], { stdin: 'ignore', stdout: pipe.fd });
@@ -142,28 +137,7 @@ function inputFifo(dir: string): { fd: number; write(data: Buffer | string): voi
   return {
     fd: reader,
     write: (data) => void fs.writeSync(writer, typeof data === 'string' ? Buffer.from(data) : data),
-    leftover() {
-      // A reading end of its own: the producer may have made the one it shared blocking.
-      const drain = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
-      const parts: Buffer[] = [];
-      const buffer = Buffer.alloc(65536);
-      try {
-        for (;;) {
-          let n: number;
-          try {
-            n = fs.readSync(drain, buffer);
-          } catch (error) {
-            if ((error as NodeJS.ErrnoException).code === 'EAGAIN') break;
-            throw error;
-          }
-          if (n === 0) break;
-          parts.push(Buffer.from(buffer.subarray(0, n)));
-        }
-      } finally {
-        fs.closeSync(drain);
-      }
-      return Buffer.concat(parts);
-    },
+    leftover: () => drainFifo(fifo),
     close() {
       fs.closeSync(writer);
       fs.closeSync(reader);

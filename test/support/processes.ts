@@ -436,6 +436,11 @@ export function openFiles(pid: number): string[] {
   return links;
 }
 
+/** inotify instances a live process holds. */
+export function inotifyFds(pid: number): number {
+  return openFiles(pid).filter((link) => link.includes('inotify')).length;
+}
+
 /**
  * System-call numbers of the calls the tests look for in /proc/PID/syscall,
  * by process.arch: they differ between architectures (arm64 uses the

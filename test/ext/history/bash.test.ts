@@ -7,9 +7,8 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect, test } from 'vitest';
-import { cli, exitOf, feed, filebus, stderrLines, tempDir, writeLinesAtRate } from '../../helpers.js';
+import { bash, cli, exitOf, feed, filebus, stderrLines, tempDir, writeLinesAtRate } from '../../helpers.js';
 
-const bash = { impl: 'bash' } as const;
 
 test('a bash producer with --history keeps the last N chunks, numbered, with F the newest entry', async () => {
   const dir = tempDir();
