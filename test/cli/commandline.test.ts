@@ -1,6 +1,7 @@
 /**
- * The command line: usage errors, the environment, --help/--version, and
- * how a consumer ends (signals, a closed stdout).
+ * The yargs command line: usage errors (did-you-mean, options of the wrong
+ * command, the options' ranges), the environment per command, option
+ * order, --help/--version, and shell completion.
  */
 import fs from 'node:fs';
 import path from 'node:path';

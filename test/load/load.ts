@@ -1,10 +1,11 @@
 /**
- * The load test shared by reliability.test.ts (32 MiB) and soak.test.ts
+ * The load test shared by load.test.ts (32 MiB) and soak.test.ts
  * (FILEBUS_SOAK_BYTES, 1 GiB by default): fixed-size numbered records go
  * through 2 back-pressure producers and 3 consumers while consumers are
  * killed with SIGKILL and restarted at random; afterwards every record must
  * have arrived, duplicates are bounded by what was in flight at the kills,
- * and no process grew past a memory cap.
+ * and no process grew past a memory cap. The kills follow the file's seed
+ * (test/support/random.ts: FILEBUS_TEST_SEED repeats a run).
  */
 import fs from 'node:fs';
 import path from 'node:path';

@@ -1,7 +1,9 @@
 /**
  * Back-pressure mode (--back-pressure / --lossless): a lossless work queue.
  * Every chunk goes to exactly one back-pressure consumer, each producer ends
- * its stream with one empty chunk, and waiting costs no CPU.
+ * its stream with one empty chunk, and waiting costs no CPU. (Signals, a
+ * closed output, several producers and the library's consumer have files of
+ * their own: signals/, errors/, ext/ends/, library/.)
  */
 import fs from 'node:fs';
 import path from 'node:path';

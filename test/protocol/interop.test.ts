@@ -1,6 +1,6 @@
 /**
  * The interoperability matrix: the TypeScript and bash implementations on
- * one bus, through the on-disk protocol only.
+ * one bus, through the on-disk protocol only. (--impl is in cli/impl.test.ts.)
  */
 import fs from 'node:fs';
 import path from 'node:path';
