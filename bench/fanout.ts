@@ -19,7 +19,7 @@ import { type Context, roundsOf } from './harness/context.js';
 import { randomFile } from './harness/data.js';
 import { alternate, median, now, summarize } from './harness/measure.js';
 import { type MulticastCase, type MulticastRun, runMulticast } from './harness/multicast.js';
-import { describeExit, stopAll, within } from './harness/processes.js';
+import { describeExit, stopAll, within } from '../test/support/processes.js';
 import { type Figure, type PartResult, emptyResult, target } from './harness/report.js';
 
 const HISTORY = ['--history', '3000'];

@@ -23,7 +23,7 @@ import { fanout } from './fanout.js';
 import { groups } from './groups.js';
 import { type AnchorsOrReason, buildAnchors, cli, supports } from './harness/commands.js';
 import type { Context, FeatureSupport } from './harness/context.js';
-import { cleanUp, cleanUpOnExit, defaultBase, tempDir } from './harness/processes.js';
+import { cleanUp, defaultBase, tempDir } from '../test/support/processes.js';
 import { type Check, type Figure, type PartResult, figureTable, rowOf } from './harness/report.js';
 import { memory } from './memory.js';
 import { queue } from './queue.js';
@@ -140,6 +140,23 @@ function machineLine(dir: string): string {
   return `${cpus.length} cores (${cpus[0]?.model.trim() ?? 'unknown CPU'}), ${(os.totalmem() / 1024 ** 3).toFixed(1)} GiB; Linux ${os.release()}; node ${process.version}; ${fileSystemOf(dir)} (${path.dirname(dir)}); load average ${load} at the start`;
 }
 
+/** Kills every child and removes every temporary directory on exit, and on Ctrl-C (SIGINT), SIGTERM and SIGHUP. */
+function cleanUpOnExit(): void {
+  const signals: Array<[NodeJS.Signals, number]> = [
+    ['SIGINT', 2],
+    ['SIGTERM', 15],
+    ['SIGHUP', 1],
+  ];
+  for (const [signal, number] of signals) {
+    process.on(signal, () => {
+      cleanUp();
+      process.stderr.write(`\nbench: interrupted by ${signal}; every child killed, temporary files removed\n`);
+      process.exit(128 + number);
+    });
+  }
+  process.on('exit', cleanUp);
+}
+
 async function main(): Promise<number> {
   const startedAt = performance.now();
   let config: Config | 'help';
@@ -159,7 +176,7 @@ async function main(): Promise<number> {
   }
   const cfg = config;
   cleanUpOnExit();
-  const dir = fs.realpathSync(tempDir(cfg.dir ?? defaultBase()));
+  const dir = fs.realpathSync(tempDir(cfg.dir ?? defaultBase(), 'filebus-bench-'));
   const log = (message: string): void => {
     if (cfg.verbose) process.stderr.write(`${message}\n`);
   };

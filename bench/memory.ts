@@ -9,10 +9,10 @@
  */
 import { randomFillSync } from 'node:crypto';
 import path from 'node:path';
-import { filebus } from './harness/commands.js';
+import { filebus, start } from './harness/commands.js';
 import type { Context } from './harness/context.js';
-import { memoryKiB, summarize } from './harness/measure.js';
-import { type Child, describeExit, start, stopAll, within } from './harness/processes.js';
+import { summarize } from './harness/measure.js';
+import { type Child, describeExit, memoryKiB, stopAll, within } from '../test/support/processes.js';
 import { type PartResult, emptyResult, target } from './harness/report.js';
 
 const MiB = 1024 * 1024;

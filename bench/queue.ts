@@ -17,7 +17,7 @@ import path from 'node:path';
 import { filebus } from './harness/commands.js';
 import { type Context, roundsOf } from './harness/context.js';
 import { alternate, median, now, summarize, waitIdle } from './harness/measure.js';
-import { type Child, describeExit, failureOf, sleep, stopAll, within } from './harness/processes.js';
+import { type Child, describeExit, failureOf, sleep, stopAll, within } from '../test/support/processes.js';
 import { type PartResult, emptyResult, target } from './harness/report.js';
 
 const RECORD = 64;

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { cli } from './harness/commands.js';
 import type { Context } from './harness/context.js';
 import { summarize } from './harness/measure.js';
-import { childEnv } from './harness/processes.js';
+import { childEnv } from '../test/support/processes.js';
 import { type PartResult, emptyResult, target } from './harness/report.js';
 
 export async function startup(ctx: Context): Promise<PartResult> {

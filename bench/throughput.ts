@@ -13,11 +13,11 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { filebus } from './harness/commands.js';
+import { filebus, start } from './harness/commands.js';
 import { type Context, roundsOf } from './harness/context.js';
 import { type Input, randomFile, sha256OfFile, textFile } from './harness/data.js';
 import { alternate, median, now, summarize } from './harness/measure.js';
-import { type Child, describeExit, failureOf, start, stopAll, within } from './harness/processes.js';
+import { type Child, describeExit, failureOf, stopAll, within } from '../test/support/processes.js';
 import { type Check, type PartResult, emptyResult, target } from './harness/report.js';
 
 const KiB = 1024;

@@ -7,22 +7,21 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { type Child, childEnv, start } from './processes.js';
+import { type Child, type Stdio, childEnv, cli, filebusCommand, root, start as startProcess } from '../../test/support/processes.js';
 
-/** The repository: the compiled bench lives in ROOT/dist-bench/bench/harness. */
-export const root = findRoot(path.dirname(fileURLToPath(import.meta.url)));
-export const cli = path.join(root, 'dist/bin/filebus.js');
+export { cli, root };
 
-function findRoot(from: string): string {
-  for (let dir = from; ; dir = path.dirname(dir)) {
-    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
-    if (path.dirname(dir) === dir) throw new Error(`no package.json above ${from}`);
-  }
+/**
+ * Starts `command` in its own process group, so that stopping it also stops
+ * whatever it started (a shell pipeline's `cat`s, the C handoff's forked
+ * consumer); only the end of its stderr is kept, for error messages.
+ */
+export function start(command: string, args: string[], options: { stdin?: Stdio; stdout?: Stdio } = {}): Child {
+  return startProcess(command, args, { ...options, group: true, stderrLimit: 2000 });
 }
 
 export function filebus(args: string[], options?: Parameters<typeof start>[2]): Child {
-  return start(process.execPath, [cli, ...args], options);
+  return start(...filebusCommand(args), options);
 }
 
 export interface Anchors {

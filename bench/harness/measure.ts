@@ -1,10 +1,9 @@
 /**
- * Clocks, statistics, and what the kernel says about a process (CPU time,
- * peak memory). Side-by-side pairs run alternately, round by round, so that
+ * Clocks and statistics (what the kernel says about a process, CPU time
+ * and memory, is in test/support/processes.ts). Side-by-side pairs run alternately, round by round, so that
  * the drift of a shared machine hits both sides alike.
  */
-import fs from 'node:fs';
-import { sleep } from './processes.js';
+import { cpuNs, sleep } from '../../test/support/processes.js';
 
 /** Wall clock in ms with sub-ms resolution: one clock for send and arrival times across processes. */
 export const now = (): number => performance.timeOrigin + performance.now();
@@ -51,44 +50,6 @@ export async function alternate<K extends string, T>(rounds: number, cases: Reco
     }
   }
   return results;
-}
-
-/**
- * CPU time of a whole process in ns: the scheduler's exact run time of every
- * thread (/proc/PID/task/TID/schedstat), or if that is missing utime + stime
- * from /proc/PID/stat (clock ticks, so 10 ms steps). Undefined once the
- * process is gone.
- */
-export function cpuNs(pid: number): number | undefined {
-  try {
-    let total = 0;
-    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
-      total += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
-    }
-    if (Number.isFinite(total)) return total;
-  } catch {
-    // Fall back to /proc/PID/stat.
-  }
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1e9) / 100;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Peak and current resident memory in KiB, from /proc/PID/status; undefined for a zombie or a gone process. */
-export function memoryKiB(pid: number): { peak: number; rss: number } | undefined {
-  try {
-    const text = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kib = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text)?.[1]);
-    const rss = kib('VmRSS');
-    return Number.isFinite(rss) ? { rss, peak: kib('VmHWM') || rss } : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /**

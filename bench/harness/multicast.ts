@@ -13,9 +13,9 @@
  *            then each timed line has either arrived or been replaced.
  */
 import path from 'node:path';
-import { filebus } from './commands.js';
-import { cpuNs, now, percentile, waitIdle } from './measure.js';
-import { type Child, describeExit, sleep, start, stopAll } from './processes.js';
+import { type Child, cpuNs, describeExit, sleep, stopAll } from '../../test/support/processes.js';
+import { filebus, start } from './commands.js';
+import { now, percentile, waitIdle } from './measure.js';
 
 export interface MulticastCase {
   dir: string;

@@ -6,8 +6,8 @@ import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect, test } from 'vitest';
-import { consume, createConsumer, createProducer } from '../src/index.js';
-import { filebus, root, run, tempDir, until, waitForFile, within } from './helpers.js';
+import { consume, createConsumer, createProducer } from '../../src/index.js';
+import { filebus, root, run, tempDir, until, waitForFile, within } from '../helpers.js';
 
 function written(stream: NodeJS.WritableStream, data: Buffer): Promise<void> {
   return new Promise((resolve, reject) => stream.write(data, (error) => (error ? reject(error) : resolve())));

@@ -7,11 +7,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect, test } from 'vitest';
-import { type MissedChunks, createConsumer } from '../src/index.js';
-import { MissedReporter } from '../src/cli/missed.js';
-import { entryName, historyWindow } from '../src/ext/history/history.js';
-import { type Proc, filebus, sleep, tempDir, until, waitForFile } from './helpers.js';
-import { RECORD, RecordTally, random, writeRecordFile } from './load.js';
+import { type MissedChunks, createConsumer } from '../../../src/index.js';
+import { entryName, historyWindow } from '../../../src/ext/history/history.js';
+import { type Proc, filebus, random, sleep, tempDir, testSeed, until, waitForFile } from '../../helpers.js';
+import { RECORD, RecordTally, writeRecordFile } from '../../load/load.js';
 
 /** Entries of a bus's history, as sequence numbers, ascending. */
 function entries(bus: string): number[] {
@@ -280,7 +279,7 @@ test('producers SIGKILLed mid-publish leave a bounded window that the next produ
   const bus = path.join(dir, 'bus');
   const keep = 30;
   const args = ['--filename', bus, '--history', String(keep), '--block-size', String(RECORD)];
-  const rng = random(Date.now() & 0x7fffffff);
+  const rng = random(testSeed());
   const perIncarnation = 5000;
   let incarnation = 0;
   const start = (): Proc => {
@@ -375,23 +374,6 @@ test('--history with --back-pressure, or a bad window, is a usage error', async 
   expect(fs.existsSync(`${bus}.history`)).toBe(false);
 });
 
-test('missed-chunk lines: the first at once, then at most one a second adding up the gaps, and what is pending on exit', async () => {
-  const lines: Array<{ line: string; at: number }> = [];
-  const reporter = new MissedReporter((line) => lines.push({ line, at: performance.now() }));
-  const start = performance.now();
-  reporter.add({ first: 10, last: 19, count: 10 });
-  expect(lines.map((l) => l.line)).toEqual(['filebus: missed 10 chunks (seq 10-19)\n']);
-  reporter.add({ first: 30, last: 34, count: 5 });
-  reporter.add({ first: 50, last: 50, count: 1 });
-  expect(lines.length).toBe(1);
-  await until(() => lines.length === 2, 3000, 'the second line');
-  expect(lines[1]!.line).toBe('filebus: missed 6 chunks in 2 gaps (seq 30-50)\n');
-  expect(lines[1]!.at - start).toBeGreaterThanOrEqual(990);
-  reporter.add({ first: 60, last: 60, count: 1 });
-  reporter.flush(); // the process is about to exit: nothing is held back
-  expect(lines.map((l) => l.line).slice(2)).toEqual(['filebus: missed 1 chunk (seq 60)\n']);
-});
-
 test('a symbolic link at F.history is refused: one line, exit 1, nothing written through it', async () => {
   const dir = tempDir();
   const bus = path.join(dir, 'bus');
@@ -450,3 +432,4 @@ test('F.history swapped for a link while a consumer and a producer run: both sto
   expect(fs.readFileSync(path.join(victim, 'head'), 'latin1')).toBe(`${entryName(1)}\n`);
   expect(fs.readFileSync(path.join(victim, entryName(1)), 'latin1')).toBe('secret\n');
 });
+

@@ -5,8 +5,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect, test } from 'vitest';
-import { BusLock } from '../src/core/lock.js';
-import { filebus, run, sleep, tempDir } from './helpers.js';
+import { BusLock } from '../../src/core/lock.js';
+import { filebus, run, sleep, tempDir } from '../helpers.js';
 
 interface Status {
   path: string;

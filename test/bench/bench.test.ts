@@ -5,11 +5,11 @@
  * failure; Ctrl-C leaves no process and no temporary file behind. No
  * figure is asserted: timing depends on the machine.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, expect, test } from 'vitest';
-import { root, tempDir, until } from './helpers.js';
+import { processesMentioning, root, start, tempDir, until } from '../helpers.js';
 
 const benchMain = path.join(root, 'dist-bench/bench/main.js');
 
@@ -42,15 +42,12 @@ interface Running {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
+/** The compiled bench, run through the shared helpers (FILEBUS_* filtered out, stopped after the test). */
 function bench(args: string[]): Running {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('FILEBUS_')));
-  const child = spawn(process.execPath, [benchMain, ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = start(process.execPath, [benchMain, ...args], { stdout: 'pipe', cwd: root });
   let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (data: Buffer) => (stdout += data.toString()));
-  child.stderr.on('data', (data: Buffer) => (stderr += data.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
-  return { pid: child.pid!, stdout: () => stdout, stderr: () => stderr, exited };
+  child.stdout!.on('data', (data: Buffer) => (stdout += data.toString()));
+  return { pid: child.pid, stdout: () => stdout, stderr: child.stderr, exited: child.done };
 }
 
 function parse(run: Running): Report {
@@ -59,20 +56,6 @@ function parse(run: Running): Report {
   } catch {
     throw new Error(`bench printed no JSON; stderr:\n${run.stderr()}\nstdout:\n${run.stdout().slice(0, 2000)}`);
   }
-}
-
-/** Processes whose command line mentions `text`. */
-function processesMentioning(text: string): string[] {
-  const found: string[] = [];
-  for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    try {
-      const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
-      if (cmdline.includes(text)) found.push(`${pid}: ${cmdline}`);
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return found;
 }
 
 test('--quick --json runs every part, passes every correctness check and prints every figure', { timeout: 180_000 }, async () => {

@@ -1,5 +1,5 @@
 /**
- * The load test of reliability.test.ts at soak size: FILEBUS_SOAK_BYTES
+ * The load test of load.test.ts at soak size: FILEBUS_SOAK_BYTES
  * bytes (default 1 GiB) through 2 back-pressure producers and 3 consumers
  * killed at random. Not part of `npm test`; run it with `npm run soak`.
  */

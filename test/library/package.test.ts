@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect, test } from 'vitest';
-import { root, run } from './helpers.js';
+import { root, run } from '../helpers.js';
 
 /** Runs an ES module script from the package directory, where Node resolves 'filebus' to this package. */
 function fromPackageDir(script: string) {

@@ -1,5 +1,5 @@
 import { expect, test } from 'vitest';
-import { filebus, tempDir } from './helpers.js';
+import { filebus, tempDir } from '../helpers.js';
 import path from 'node:path';
 
 test('a line published by the producer reaches a consumer', async () => {

@@ -10,10 +10,10 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { type TestContext, afterEach, describe, expect, test } from 'vitest';
-import { openBus } from '../src/core/bus.js';
-import { readChunk } from '../src/core/read.js';
-import { fileSystemOf } from '../src/sys/fstype.js';
-import { type Proc, asleepInEventLoop, filebus, lockHeld, openFiles, run, sha256, stop, tempDir, until, writeLinesAtRate } from './helpers.js';
+import { openBus } from '../../src/core/bus.js';
+import { readChunk } from '../../src/core/read.js';
+import { fileSystemOf } from '../../src/sys/fstype.js';
+import { type Proc, asleepInEventLoop, filebus, inotifyFds, lockHeld,  run, sha256, stop, tempDir, until, writeLinesAtRate } from '../helpers.js';
 
 /**
  * attr_timeout=0,entry_timeout=0: every stat and open asks the daemon, so a
@@ -90,11 +90,6 @@ async function withViews(context: TestContext, options: string[], body: (views: 
     await Promise.all(views.procs.map((proc) => stop(proc.child)));
     unmount(views.view);
   }
-}
-
-/** inotify instances a live process holds (readlink of /proc/<pid>/fd/*). */
-function inotifyFds(pid: number): number {
-  return openFiles(pid).filter((link) => link.includes('inotify')).length;
 }
 
 function started(views: Views, proc: Proc): Proc {

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect, test } from 'vitest';
-import { bashCli, filebus, tempDir, until } from './helpers.js';
+import { bashCli, childrenOf, filebus, running, tempDir, until } from '../helpers.js';
 
 const has = (command: string) => spawnSync('sh', ['-c', `command -v ${command}`]).status === 0;
 const hasShellcheck = has('shellcheck');
@@ -17,31 +17,6 @@ test.skipIf(!hasShellcheck)('filebus.bash is clean under shellcheck', () => {
   expect(result.stdout + result.stderr).toBe('');
   expect(result.status).toBe(0);
 });
-
-/** Pids of the direct children of `pid`, from /proc. */
-function childrenOf(pid: number): number[] {
-  return fs
-    .readdirSync('/proc')
-    .filter((name) => /^\d+$/.test(name))
-    .filter((name) => {
-      try {
-        const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
-        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid;
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 test('with only bash, coreutils and util-linux (no inotifywait on PATH) it polls and delivers', async () => {
   const dir = tempDir();
@@ -78,16 +53,16 @@ test.each([
   producer.child.stdin!.write('ready\n');
   await consumer.waitFor((out) => out.includes('ready\n'));
   const pid = consumer.child.pid!;
-  const children = childrenOf(pid);
+  const children = childrenOf(pid).map((child) => child.pid);
   // The consumer waits through an inotifywait child. CI installs
   // inotify-tools (.ci/run), so this is asserted, never skipped.
   expect(has('inotifywait')).toBe(true);
   expect(children.length).toBeGreaterThan(0);
   consumer.child.kill(signal);
   expect(await consumer.exited).toBe(status);
-  await until(() => children.every((child) => !alive(child)), 3000, 'the consumer’s children to end');
+  await until(() => children.every((child) => !running(child)), 3000, 'the consumer’s children to end');
   // The producer, in the same process group, was not touched.
-  expect(alive(producer.child.pid!)).toBe(true);
+  expect(running(producer.child.pid!)).toBe(true);
   producer.child.stdin!.end();
   expect(await producer.exited).toBe(0);
 });
@@ -99,7 +74,7 @@ test('bash chunks hold whole lines, and NUL bytes are not carried', async () => 
   const lines = Array.from({ length: 50 }, (_, i) => `line number ${i} ${'x'.repeat(i % 20)}\n`);
   producer.child.stdin!.end(Buffer.concat([Buffer.from('a\0b\n'), Buffer.from(lines.join(''))]));
   // The library consumer shows chunk boundaries: every chunk ends at a line end.
-  const { createConsumer } = await import('../src/index.js');
+  const { createConsumer } = await import('../../src/index.js');
   const chunks: string[] = [];
   for await (const chunk of createConsumer({ filename: bus, backPressure: true })) chunks.push(String(chunk));
   expect(await producer.exited).toBe(0);

@@ -6,8 +6,8 @@
  */
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { createConsumer } from '../src/index.js';
-import { type Proc, filebus, tempDir, until } from './helpers.js';
+import { createConsumer } from '../../src/index.js';
+import { type Proc, filebus, tempDir, until } from '../helpers.js';
 
 /** Writes `data` to a producer's stdin in pieces of `piece` bytes, which cut records anywhere. */
 async function feed(producer: Proc, data: Buffer, piece: number): Promise<void> {

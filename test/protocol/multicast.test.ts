@@ -3,23 +3,11 @@
  * chunk that stays in place long enough, bytes arrive unchanged, and the
  * bus works whichever side starts first.
  */
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { createConsumer } from '../src/index.js';
-import { type Proc, filebus, tempDir, until, waitForFile, writeLinesAtRate } from './helpers.js';
-
-function inotifyFds(pid: number): number {
-  const dir = `/proc/${pid}/fd`;
-  return fs.readdirSync(dir).filter((fd) => {
-    try {
-      return fs.readlinkSync(path.join(dir, fd)).includes('inotify');
-    } catch {
-      return false; // closed meanwhile
-    }
-  }).length;
-}
+import { createConsumer } from '../../src/index.js';
+import { type Proc, filebus, inotifyFds, randomBytes, tempDir, until, writeLinesAtRate } from '../helpers.js';
 
 /** True when `out` holds `lines` as whole lines, in order, each at most once, and nothing else (a subsequence: multicast may skip). */
 function subsequenceOf(out: string, lines: string[]): boolean {

@@ -1,15 +1,16 @@
 /**
- * The load test shared by reliability.test.ts (32 MiB) and soak.test.ts
+ * The load test shared by load.test.ts (32 MiB) and soak.test.ts
  * (FILEBUS_SOAK_BYTES, 1 GiB by default): fixed-size numbered records go
  * through 2 back-pressure producers and 3 consumers while consumers are
  * killed with SIGKILL and restarted at random; afterwards every record must
  * have arrived, duplicates are bounded by what was in flight at the kills,
- * and no process grew past a memory cap.
+ * and no process grew past a memory cap. The kills follow the file's seed
+ * (test/support/random.ts: FILEBUS_TEST_SEED repeats a run).
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect } from 'vitest';
-import { type Proc, filebus, memoryKiB, sleep, stop, tempDir } from './helpers.js';
+import { type Proc, filebus, memoryKiB, random, sleep, stop, tempDir, testSeed } from '../helpers.js';
 
 /** Bytes in one record: 16 decimal digits of id, ':', 46 check letters, '\n'. */
 export const RECORD = 64;
@@ -126,18 +127,6 @@ export class RecordTally {
   }
 }
 
-/** A small seeded generator (mulberry32), so a failing run can be repeated with its seed. */
-export function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export interface LoadOptions {
   /** Bytes to send, split between the producers (rounded down to whole records). */
   bytes: number;
@@ -178,7 +167,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const [killMin, killMax] = options.killEveryMs ?? [100, 500];
   const capKiB = (options.memoryCapMiB ?? 80) * 1024;
   const stallMs = options.stallMs ?? 20_000;
-  const seed = options.seed ?? (Date.now() & 0x7fffffff);
+  const seed = options.seed ?? testSeed();
   const rng = random(seed);
   const context = `(seed ${seed})`;
   expect(blockSize % RECORD, 'chunks must hold whole records').toBe(0);

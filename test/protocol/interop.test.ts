@@ -1,12 +1,11 @@
 /**
  * The interoperability matrix: the TypeScript and bash implementations on
- * one bus, through the on-disk protocol only.
+ * one bus, through the on-disk protocol only. (--impl is in cli/impl.test.ts.)
  */
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { type Impl, filebus, sha256, tempDir } from './helpers.js';
+import { type Impl, bash, exitOf, feed, filebus, randomBytes, sha256, tempDir } from '../helpers.js';
 
 const impls: Impl[] = ['ts', 'bash'];
 const LINE = 40;
@@ -101,16 +100,30 @@ test('one back-pressure bus: TypeScript and bash producers together, TypeScript 
   expect(received.sort()).toEqual(sent.sort());
 }, 120_000);
 
-test.each(['--impl', '--implementation'])('filebus %s bash runs the bash implementation with the same arguments', async (flag) => {
-  const version = filebus([flag, 'bash', '--version'], { stdin: 'ignore' });
-  expect(await version.exited).toBe(0);
-  expect(version.stdout().toString()).toMatch(/bash/);
 
-  const bus = path.join(tempDir(), 'bus');
-  const consumer = filebus(['--filename', bus, '--back-pressure', 'consumer'], { stdin: 'ignore' });
-  const producer = filebus(['--filename', bus, '--back-pressure', flag, 'bash', 'producer']);
-  producer.child.stdin!.end('from bash\n');
-  expect(await producer.exited).toBe(0);
-  expect(await consumer.exited).toBe(0);
-  expect(consumer.stdout().toString()).toBe('from bash\n');
-});
+test('20,000 lines through a lossless queue, bash producer, 3 TypeScript consumers: every line whole, exactly once', async () => {
+  const dir = tempDir();
+  const bus = path.join(dir, 'bus');
+  const args = ['--filename', bus, '--lossless'];
+  const consumers = [0, 1, 2].map(() => filebus([...args, 'consumer'], { stdin: 'ignore' }));
+  const lines = Array.from({ length: 20_000 }, (_, i) => `job-${i + 1}`);
+  // Through a pipe, as a user's `producer < jobs.txt` or `generate | producer` does.
+  const producer = filebus([...args, '--lines', 'producer'], bash);
+  feed(producer, lines.join('\n') + '\n');
+  expect(await exitOf(producer, 120_000)).toBe(0);
+  // One end-of-stream chunk per consumer: two more producers with empty input.
+  for (let i = 0; i < 2; i++) {
+    const extra = filebus([...args, 'producer'], { ...bash, stdin: 'ignore' });
+    expect(await exitOf(extra, 30_000)).toBe(0);
+  }
+  expect(await Promise.all(consumers.map((consumer) => exitOf(consumer, 30_000)))).toEqual([0, 0, 0]);
+  const received = consumers.flatMap((consumer) => {
+    const out = consumer.stdout().toString();
+    // Every chunk a consumer took ended at a line end, so its output does too.
+    expect(out === '' || out.endsWith('\n')).toBe(true);
+    return out.split('\n').filter(Boolean);
+  });
+  expect(received.length).toBe(lines.length);
+  expect(new Set(received).size).toBe(lines.length);
+  expect(received.sort()).toEqual([...lines].sort());
+}, 180_000);
