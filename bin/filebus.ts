@@ -112,10 +112,22 @@ async function runConsumer({ options, verbose }: Run): Promise<void> {
   const missed = new MissedReporter((line) => process.stderr.write(line));
   const stop = new AbortController();
   let exitStatus = 0;
-  onSignals((status) => {
-    exitStatus = status;
-    stop.abort();
-  });
+  /** Bytes of the chunk whose write to stdout is under way and waiting for room; 0 when none. */
+  let unfinished = 0;
+  onSignals(
+    (status) => {
+      exitStatus = status;
+      // A chunk whose write has begun is finished first (writeOut does not
+      // watch `stop`): a torn record in the output, and the whole chunk
+      // again at the next consumer, would be the worst of both.
+      stop.abort();
+    },
+    () => {
+      if (unfinished === 0) return;
+      const fate = options.backPressure ? 'it stays on the bus for the next consumer' : 'the rest of it is lost';
+      fs.writeSync(2, `filebus: stopped by a second signal while writing a chunk of ${unfinished} bytes to standard output: the output holds part of it; ${fate}\n`);
+    },
+  );
   // A closed stdout ends the consumer like SIGPIPE would end a C program,
   // quietly and with the same status, even while there is nothing to write.
   const stdoutGone = () => {
@@ -134,8 +146,12 @@ async function runConsumer({ options, verbose }: Run): Promise<void> {
   // synchronous for files and pipes on Linux anyway).
   const writeOut = (chunk: Buffer): Promise<void> | undefined => {
     try {
-      const rest = writeAll(1, chunk, stop.signal);
-      return rest?.catch(writeFailed);
+      const rest = writeAll(1, chunk);
+      if (rest === undefined) return undefined;
+      unfinished = chunk.length;
+      return rest.then(() => {
+        unfinished = 0;
+      }, writeFailed);
     } catch (error) {
       return writeFailed(error);
     }
