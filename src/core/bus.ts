@@ -43,11 +43,7 @@ export interface BusRole {
 export function openBus(busOptions: BusOptions, role: BusRole): Bus {
   const options = resolveOptions(busOptions);
   const { paths } = options;
-  try {
-    fs.mkdirSync(paths.dir, { recursive: true });
-  } catch (error) {
-    throw busError('create the directory', paths.dir, notDirectory(paths.dir, error));
-  }
+  makeDirectory(paths.dir);
   // Nobody may aim us at a file elsewhere through a link planted in a shared
   // directory: refused at start for every role, and again at each use.
   checkRegular(paths.file);
@@ -95,6 +91,44 @@ function detectFileSystem(dir: string): FileSystemKind {
   } catch {
     return { name: 'unknown', shared: false };
   }
+}
+
+/**
+ * mkdir -p, reporting the component that could not be made and why. Node's
+ * recursive mkdir says ENOENT for the deepest directory when an ancestor
+ * could not be made (a read-only file system: EROFS), so that component is
+ * made again alone, for its own error.
+ */
+function makeDirectory(dir: string): void {
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    return;
+  } catch (error) {
+    if (errnoCode(error) !== 'ENOENT') throw busError('create the directory', dir, notDirectory(dir, error));
+    const missing = firstMissing(dir);
+    if (missing !== undefined && missing !== dir) {
+      try {
+        fs.mkdirSync(missing);
+      } catch (cause) {
+        throw busError('create the directory', missing, cause);
+      }
+    }
+    throw busError('create the directory', dir, error);
+  }
+}
+
+/** The outermost component of `dir` that does not exist; undefined when all do (or cannot be told). */
+function firstMissing(dir: string): string | undefined {
+  let missing: string | undefined;
+  for (let component = dir; component !== path.dirname(component); component = path.dirname(component)) {
+    try {
+      if (fs.lstatSync(component, { throwIfNoEntry: false }) !== undefined) return missing;
+    } catch {
+      return undefined;
+    }
+    missing = component;
+  }
+  return missing;
 }
 
 /**
