@@ -46,7 +46,7 @@ export class ScratchBuffer {
   /**
    * `collect`: force a garbage collection after dropping a huge buffer (see
    * `collectSoon`). Only for a process that does nothing but move chunks
-   * (the command, `blockingWait`): it changes V8's flags, which a library
+   * (the command: RunSettings.blockingWait): it changes V8's flags, which a library
    * user's process should never have done to it behind its back.
    */
   constructor(options: { collect?: boolean } = {}) {
