@@ -70,59 +70,54 @@ function onSignals(onFirst: (status: number) => void, onSecond?: () => void): vo
 }
 
 async function runProducer({ options, verbose }: Run): Promise<void> {
-  const { createProducer, produceFrom } = await import('../src/producer.js');
-  const producer = createProducer({ ...options, blockingWait: true, log: logger(verbose) });
-  const finished = new Promise<void>((resolve, reject) => {
-    producer.on('finish', resolve);
-    producer.on('error', reject);
-  });
-  // A publish error rejects this before anyone awaits it (the write that
-  // failed is still unwinding): mark it handled, so that it is reported
-  // once, as one line, where it is awaited, and not as a crash.
-  finished.catch(() => {});
+  const { produceFromFd } = await import('../src/producer.js');
   const stopped = new AbortController();
-  const progress = { bytesRead: 0 };
+  const progress = { bytesRead: 0, bytesPublished: 0 };
   let signalStatus: number | undefined;
-  let inputDone = false;
   onSignals(
     (status) => {
       signalStatus = status;
-      // Stop reading: what was read is still published (produceFrom sees
-      // to it), what was not stays in the input for someone else.
+      // Stop reading: what was read is still published (the producer loop
+      // sees to it), what was not stays in the input for someone else; the
+      // end-of-stream chunk is not published, or dropped if it is waiting
+      // for the bus: status 0 would say it went out.
       stopped.abort();
-      // Input already ended: the end-of-stream chunk may be waiting for the
-      // bus. Drop it and exit 128+n; status 0 would say it went out.
-      if (inputDone) producer.interrupt();
     },
     () => {
       // Synchronous: the process is about to go.
-      const unpublished = progress.bytesRead - producer.bytesPublished;
+      const unpublished = progress.bytesRead - progress.bytesPublished;
       fs.writeSync(2, `filebus: stopped by a second signal: ${unpublished} bytes read from standard input were not published\n`);
     },
   );
   log(verbose, `producer on ${options.filename} (${options.backPressure ? 'back-pressure' : 'multicast'})`);
-  // A publish error reaches both produceFrom and 'error'; it is reported once, from here.
-  await produceFrom(0, producer, stopped.signal, progress);
-  inputDone = true;
-  // Stopped by a signal: publish what was written, without the end-of-stream chunk.
-  if (stopped.signal.aborted) producer.interrupt();
-  else producer.end();
-  await finished;
+  await produceFromFd({ ...options, log: logger(verbose) }, 0, { blockingWait: true }, stopped.signal, progress);
   process.exit(signalStatus ?? 0);
 }
 
 async function runConsumer({ options, verbose }: Run): Promise<void> {
-  const { consume } = await import('../src/consumer.js');
+  const { consumeWith } = await import('../src/consumer.js');
   const { growPipe, peerClosed, setNonBlocking } = await import('../src/sys/libc.js');
   const { writeAll } = await import('../src/sys/output.js');
   const { MissedReporter } = await import('../src/cli/missed.js');
   const missed = new MissedReporter((line) => process.stderr.write(line));
   const stop = new AbortController();
   let exitStatus = 0;
-  onSignals((status) => {
-    exitStatus = status;
-    stop.abort();
-  });
+  /** Bytes of the chunk whose write to stdout is under way and waiting for room; 0 when none. */
+  let unfinished = 0;
+  onSignals(
+    (status) => {
+      exitStatus = status;
+      // A chunk whose write has begun is finished first (writeOut does not
+      // watch `stop`): a torn record in the output, and the whole chunk
+      // again at the next consumer, would be the worst of both.
+      stop.abort();
+    },
+    () => {
+      if (unfinished === 0) return;
+      const fate = options.backPressure ? 'it stays on the bus for the next consumer' : 'the rest of it is lost';
+      fs.writeSync(2, `filebus: stopped by a second signal while writing a chunk of ${unfinished} bytes to standard output: the output holds part of it; ${fate}\n`);
+    },
+  );
   // A closed stdout ends the consumer like SIGPIPE would end a C program,
   // quietly and with the same status, even while there is nothing to write.
   const stdoutGone = () => {
@@ -141,8 +136,12 @@ async function runConsumer({ options, verbose }: Run): Promise<void> {
   // synchronous for files and pipes on Linux anyway).
   const writeOut = (chunk: Buffer): Promise<void> | undefined => {
     try {
-      const rest = writeAll(1, chunk, stop.signal);
-      return rest?.catch(writeFailed);
+      const rest = writeAll(1, chunk);
+      if (rest === undefined) return undefined;
+      unfinished = chunk.length;
+      return rest.then(() => {
+        unfinished = 0;
+      }, writeFailed);
     } catch (error) {
       return writeFailed(error);
     }
@@ -158,7 +157,7 @@ async function runConsumer({ options, verbose }: Run): Promise<void> {
   };
   log(verbose, `consumer on ${options.filename} (${options.backPressure ? 'back-pressure' : 'multicast'})`);
   try {
-    await consume({ ...options, signal: stop.signal, reuseBuffers: true, blockingWait: true, log: logger(verbose), onMissed: (gap) => missed.add(gap) }, writeOut);
+    await consumeWith({ ...options, signal: stop.signal, reuseBuffers: true, log: logger(verbose), onMissed: (gap) => missed.add(gap) }, writeOut, { blockingWait: true });
   } catch (error) {
     if (!stop.signal.aborted) throw error;
   } finally {

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import { type Bus } from './core/bus.js';
 import { chunkPresent } from './core/checks.js';
 import { busError, errnoCode } from './errors.js';
-import { type ScratchBuffer, readChunk } from './core/read.js';
+import { type Chunk, type ScratchBuffer, readChunk } from './core/read.js';
 import { StreamEnds } from './ext/ends/stream-ends.js';
 import { BUSY, untilFree } from './core/wait.js';
 
@@ -29,9 +29,10 @@ export async function consumeQueue(bus: Bus, deliver: Deliver, signal?: AbortSig
   const ends = bus.options.producers > 1 ? await joinStream(bus, signal) : undefined;
   try {
     for (;;) {
-      const data = await take(bus, signal, scratch, ends);
+      const chunk = await take(bus, signal, scratch, ends);
       // Ended by the last end marker, which another consumer took.
-      if (data === undefined) return;
+      if (chunk === undefined) return;
+      const { data } = chunk;
       let last = data.length === 0;
       try {
         // An empty chunk marks the end of a stream; removing it tells the
@@ -40,7 +41,7 @@ export async function consumeQueue(bus: Bus, deliver: Deliver, signal?: AbortSig
           const delivered = deliver(data);
           if (delivered) await delivered;
         }
-        else if (ends) last = ends.count();
+        else if (ends) last = ends.count(chunk.identity);
         remove(file);
       } finally {
         bus.lock.release();
@@ -65,7 +66,7 @@ async function joinStream(bus: Bus, signal?: AbortSignal): Promise<StreamEnds> {
  * Waits for `F` and returns its bytes with the lock held; undefined (lock
  * not held) when `ends` says the stream has ended.
  */
-async function take(bus: Bus, signal?: AbortSignal, scratch?: ScratchBuffer, ends?: StreamEnds): Promise<Buffer | undefined> {
+async function take(bus: Bus, signal?: AbortSignal, scratch?: ScratchBuffer, ends?: StreamEnds): Promise<Chunk | undefined> {
   const look = () => tryTake(bus, scratch, ends);
   // BUSY: another consumer is taking this chunk, or the producer is
   // between its rename and its unlock; queueing on the lock would only
@@ -82,7 +83,7 @@ const ENDED = Symbol('stream ended');
  * ENDED when `ends` says the stream has ended, undefined when there is no
  * chunk yet.
  */
-function tryTake(bus: Bus, scratch?: ScratchBuffer, ends?: StreamEnds): Buffer | typeof BUSY | typeof ENDED | undefined {
+function tryTake(bus: Bus, scratch?: ScratchBuffer, ends?: StreamEnds): Chunk | typeof BUSY | typeof ENDED | undefined {
   const { file } = bus.options.paths;
   if (!chunkPresent(file)) {
     // With a shared count, the end may come from another consumer while no chunk does.
@@ -101,8 +102,20 @@ function tryTake(bus: Bus, scratch?: ScratchBuffer, ends?: StreamEnds): Buffer |
     bus.lock.release();
     throw error;
   }
+  try {
+    // An end marker counted by a consumer that died before removing it:
+    // counted once, so now only removed (its count may have ended the
+    // stream: then the next look says so).
+    if (chunk !== undefined && chunk.data.length === 0 && ends?.counted(chunk.identity)) {
+      remove(file);
+      chunk = undefined;
+    }
+  } catch (error) {
+    bus.lock.release();
+    throw error;
+  }
   // Another consumer took it between our check and the lock.
-  if (chunk !== undefined) return chunk.data;
+  if (chunk !== undefined) return chunk;
   bus.lock.release();
   return undefined;
 }

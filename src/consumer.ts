@@ -5,7 +5,7 @@
  */
 import { Readable, addAbortSignal } from 'node:stream';
 import { type Deliver, consumeQueue } from './backpressure.js';
-import { type Bus, openBus } from './core/bus.js';
+import { type Bus, type RunSettings, openBus } from './core/bus.js';
 import { FileCursor } from './core/cursor.js';
 import { refuseLink } from './core/checks.js';
 import { historyTakeOver, type MissedChunks } from './ext/history/history.js';
@@ -46,12 +46,20 @@ export interface ConsumeOptions extends BusOptions {
  * promise settles: a multicast consumer then skips to the newest chunk, so
  * a slow reader costs missed chunks, never memory.
  */
-export async function consume(options: ConsumeOptions, deliver: Deliver): Promise<void> {
+export function consume(options: ConsumeOptions, deliver: Deliver): Promise<void> {
+  return consumeWith(options, deliver, {});
+}
+
+/**
+ * `consume` with the process's RunSettings: the command's entry point
+ * (bin/filebus.ts). Not exported by the library.
+ */
+export async function consumeWith(options: ConsumeOptions, deliver: Deliver, settings: RunSettings): Promise<void> {
   if (options.group !== undefined) checkGroupOptions(options);
-  const bus = openBus(options, { writes: options.backPressure === true, waitsFor: 'arrival' });
+  const bus = openBus(options, { writes: options.backPressure === true, waitsFor: 'arrival' }, settings);
   // No role follows a link at F.history, history reader or not.
   refuseLink(bus.options.paths.history);
-  const scratch = options.reuseBuffers ? new ScratchBuffer({ collect: bus.options.blockingWait }) : undefined;
+  const scratch = options.reuseBuffers ? new ScratchBuffer({ collect: bus.settings.blockingWait }) : undefined;
   try {
     if (bus.options.backPressure) await consumeQueue(bus, deliver, options.signal, scratch);
     else if (options.group !== undefined) await consumeGroup(bus, options.group, deliver, { replay: bus.options.replay, scratch, sizeMayBeStale: bus.fileSystem.shared, onMissed: options.onMissed, log: bus.options.log, signal: options.signal });

@@ -19,14 +19,6 @@ export interface BusOptions {
   /** Producer input: read whole blocks with blocking reads. Default false. */
   blockingRead?: boolean;
   /**
-   * Wait for the bus by blocking the calling thread in poll(2) on an
-   * inotify descriptor, handing control back to the event loop every few
-   * milliseconds (and at once for a signal). For a process that does
-   * nothing else, like the filebus command: a chunk then costs a fraction
-   * of the CPU and latency of waiting in the event loop. Default false.
-   */
-  blockingWait?: boolean;
-  /**
    * Back-pressure consumers: the stream ends after this many end-of-stream
    * chunks, one per producer, counted by all the consumers of the bus
    * together in `F.ends` (docs/protocol.md, "Extension: several
@@ -97,7 +89,6 @@ export interface ResolvedOptions {
   readonly sleepMs: number;
   readonly fileMonitoring: boolean;
   readonly blockingRead: boolean;
-  readonly blockingWait: boolean;
   readonly producers: number;
   readonly records: RecordMode;
   /** Chunks a producer keeps in `F.history/`; 0 when it keeps none. */
@@ -213,7 +204,6 @@ export function resolveOptions(options: BusOptions): ResolvedOptions {
     sleepMs: Math.max(1, sleepInterval * 1000),
     fileMonitoring: options.fileMonitoring ?? true,
     blockingRead: options.blockingRead ?? false,
-    blockingWait: options.blockingWait ?? false,
     producers,
     records: parseRecordMode(options.records ?? 'bytes'),
     history,

@@ -1,6 +1,15 @@
 /**
  * Producers: bytes in, chunks of at most `blockSize` published on the bus.
  *
+ * One loop, `produce`, serves the command and the library alike, as
+ * `consume` does on the other side: it pulls bytes from an input source
+ * into one block-sized buffer, cuts chunks (whole records with `--lines`
+ * and `--null`, src/records.ts), publishes them, and at the end of input
+ * publishes the back-pressure end-of-stream chunk. The command's source is
+ * a file descriptor (`FdSource`); the library's Writable feeds a queue
+ * (`QueueSource`). Nothing else queues: a read waits for input or for the
+ * hold's deadline, whichever comes first.
+ *
  * Input is published as it arrives: full blocks at once, and a partial
  * block at once too unless the previous chunk went out less than
  * `HOLD_MS` ago. Holding a fast trickle for that moment lets it share a
@@ -11,54 +20,306 @@
  */
 import fs from 'node:fs';
 import { Writable, addAbortSignal } from 'node:stream';
-import { type Bus, openBus } from './core/bus.js';
+import { type Bus, type RunSettings, openBus } from './core/bus.js';
 import { busError, errnoCode } from './errors.js';
 import { type BusOptions, defaults, parseBlockSize } from './options.js';
-import { waitReadable } from './sys/libc.js';
+import { POLLIN, pollEntry, pollMs, waitReadable } from './sys/libc.js';
 import { publish } from './core/publish.js';
 import { HistoryWriter } from './ext/history/history.js';
 import { groupGate } from './ext/groups/groups.js';
 import { fullChunk, recordTerminator, wholeRecords } from './records.js';
 
+export type { RunSettings } from './core/bus.js';
+
 const END_OF_STREAM = Buffer.alloc(0);
 /** Shortest spacing between multicast chunks that a partial block waits for (capped by --sleep-interval). */
 const HOLD_MS = 2;
 
-type Callback = (error?: Error | null) => void;
+/** What `InputSource.read` returns besides a count of bytes. */
+export const END = -1;
+export const TIMEOUT = -2;
 
-export class Producer extends Writable {
-  readonly #bus: Bus;
-  readonly #stop = new AbortController();
-  readonly #endMarker = new AbortController();
-  readonly #holdMs: number;
-  /** The byte that ends a record (`--lines`, `--null`); undefined for plain bytes. */
-  readonly #terminator: number | undefined;
-  /** The hold for whole records followed by part of the next: more input is on its way, in either mode. */
-  readonly #recordHoldMs: number;
-  #splitNoticed = false;
+/**
+ * Where `produce` takes its bytes from. `read` puts bytes into
+ * `buffer[offset, buffer.length)` and returns how many (at least one), END
+ * at the end of input (or once the input is stopped: no more is taken), or
+ * TIMEOUT when `deadline` (a performance.now() time; Infinity for none)
+ * passed with nothing read.
+ */
+export interface InputSource {
+  read(buffer: Buffer, offset: number, deadline: number): Promise<number> | number;
+}
+
+/** How far a producer has got, for the command's last word on a second signal. */
+export interface Progress {
+  /** Bytes taken from the input. */
+  bytesRead: number;
+  /** Bytes of the chunks published. */
+  bytesPublished: number;
+}
+
+export interface ProduceControl {
   /**
-   * A partial block waiting for `#holdTimer`, or for the rest of its last
-   * record (then with no timer); always shorter than a block.
+   * Aborted: publish the end-of-stream chunk no more (an input stopped by a
+   * signal did not end), and drop it if it is already waiting for the bus.
    */
-  #held: Buffer | undefined;
-  #holdTimer: NodeJS.Timeout | undefined;
-  #lastPublish = -Infinity;
-  #bytesPublished = 0;
-  /** Publishes run one at a time: those of writes and those of the hold timer. */
-  #queue: Promise<void> = Promise.resolve();
+  readonly noEndMarker?: AbortSignal | undefined;
+  /** Aborted: give up at once, even a publish waiting for the bus (the producer is destroyed). */
+  readonly abort?: AbortSignal | undefined;
+  readonly progress?: Progress | undefined;
+}
 
-  constructor(options: BusOptions) {
-    // Checked before the stream sees it, so a bad size is our UsageError, not Node's.
-    super({ highWaterMark: parseBlockSize(options.blockSize ?? defaults.blockSize) });
-    this.#bus = openBus(options, {
+/**
+ * The producer loop: reads `source` to its end and publishes it on `bus`
+ * in chunks, then (back pressure) the end-of-stream chunk. Every byte read
+ * is published, a partial block and a last record without its terminator
+ * included, also when the source was stopped.
+ */
+export async function produce(bus: Bus, source: InputSource, control: ProduceControl = {}): Promise<void> {
+  const { blockSize, backPressure, sleepMs, records, log } = bus.options;
+  const terminator = recordTerminator(records);
+  const holdMs = backPressure ? 0 : Math.min(HOLD_MS, sleepMs);
+  // Whole records followed by part of the next: more input is on its way, in either mode.
+  const recordHoldMs = Math.min(HOLD_MS, sleepMs);
+  const progress = control.progress ?? { bytesRead: 0, bytesPublished: 0 };
+  // One buffer for the whole stream: a chunk is written out before publish
+  // returns, so the bytes after it move to the front and reading goes on
+  // behind them. No garbage per chunk: fresh buffers cost page faults and,
+  // at 1 MiB blocks, tens of MiB of memory waiting for the collector.
+  const buffer = Buffer.allocUnsafe(blockSize);
+  let length = 0;
+  let lastPublish = -Infinity;
+  let splitNoticed = false;
+
+  const publishFront = async (count: number): Promise<void> => {
+    await publish(bus, buffer.subarray(0, count), control.abort);
+    lastPublish = performance.now();
+    progress.bytesPublished += count;
+    buffer.copyWithin(0, count, length);
+    length -= count;
+  };
+
+  for (let ended = false; ; ) {
+    while (length === blockSize) {
+      const cut = fullChunk(buffer, blockSize, terminator);
+      if (cut.split && !splitNoticed) {
+        splitNoticed = true;
+        const what = terminator === 0 ? 'a NUL-terminated record' : 'a line';
+        log(`${what} longer than --block-size (${blockSize} bytes) was split across chunks; later ones are split without notice`);
+      }
+      await publishFront(cut.length);
+    }
+    if (ended) break;
+    // With whole records, the last one may still lack its terminator: it
+    // waits for the rest of it (or the end of input), never on its own deadline.
+    let deadline = Infinity;
+    const whole = length === 0 ? 0 : wholeRecords(buffer.subarray(0, length), terminator);
+    if (whole > 0) {
+      deadline = lastPublish + (whole < length ? recordHoldMs : holdMs);
+      if (performance.now() >= deadline) {
+        await publishFront(whole);
+        continue;
+      }
+    }
+    const n = await source.read(buffer, length, deadline);
+    if (n === END) ended = true;
+    else if (n > 0) {
+      length += n;
+      progress.bytesRead += n;
+    }
+  }
+  // The end of input (or of reading): the rest, a partial record included.
+  // An empty rest must not publish: in back-pressure mode that would end the stream.
+  if (length > 0) await publishFront(length);
+  if (!backPressure || control.noEndMarker?.aborted) return;
+  // Back pressure: the empty chunk tells one consumer the stream is over.
+  const stops = [control.noEndMarker, control.abort].filter((s): s is AbortSignal => s !== undefined);
+  await publish(bus, END_OF_STREAM, stops.length > 0 ? AbortSignal.any(stops) : undefined).catch((error: unknown) => {
+    if (!control.noEndMarker?.aborted) throw error;
+  });
+}
+
+/** Opens the bus for a producer: the history writer, if asked for, runs in each publish. */
+export function openProducerBus(options: BusOptions, settings: RunSettings = {}): Bus {
+  return openBus(
+    options,
+    {
       writes: true,
       waitsFor: options.backPressure ? 'removal' : 'nothing',
       // Opened lazily, under the lock, by the first publish.
       publishHook: ({ paths, history, log }) => groupGate(paths, history, options.waitForGroups, history > 0 ? new HistoryWriter(paths, history) : undefined, log),
+    },
+    settings,
+  );
+}
+
+// --- The command's source: a file descriptor ----------------------------------------
+
+/** Longest a wait for input lasts before looking at the stop signal again. */
+const READ_POLL_MS = 100;
+
+/**
+ * Reads a file descriptor (the command's stdin). A regular file, and any
+ * input with `wholeBlocks` (`--blocking-read`), is read until the buffer
+ * is full, so fixed-size records stay one per chunk; otherwise each read
+ * takes what the input has. A pipe or terminal is read only once poll(2)
+ * says it has data (at once when it already has, on a worker thread when
+ * it has not), so no read blocks the event loop and signals are handled
+ * while input is silent. Once `stop` aborts, it reads nothing more: what
+ * is still in the input stays there for another reader.
+ */
+export class FdSource implements InputSource {
+  readonly #fd: number;
+  readonly #regular: boolean;
+  readonly #wholeBlocks: boolean;
+  readonly #stop: AbortSignal | undefined;
+  readonly #ready: Buffer;
+
+  constructor(fd: number, { wholeBlocks = false, stop }: { wholeBlocks?: boolean; stop?: AbortSignal } = {}) {
+    this.#fd = fd;
+    this.#regular = fs.fstatSync(fd).isFile();
+    this.#wholeBlocks = wholeBlocks || this.#regular;
+    this.#stop = stop;
+    this.#ready = pollEntry(fd, POLLIN);
+  }
+
+  async read(buffer: Buffer, offset: number, deadline: number): Promise<number> {
+    let length = offset;
+    for (;;) {
+      if (this.#stop?.aborted) return length > offset ? length - offset : END;
+      const n = this.#regular ? this.#readNow(buffer, length) : await this.#readWhenReady(buffer, length, this.#wholeBlocks ? Infinity : deadline);
+      if (n === TIMEOUT) return TIMEOUT;
+      if (n === 0 || n === END) return length > offset ? length - offset : END;
+      length += n;
+      if (!this.#wholeBlocks || length === buffer.length) return length - offset;
+    }
+  }
+
+  #readNow(buffer: Buffer, offset: number): number {
+    try {
+      return fs.readSync(this.#fd, buffer, offset, buffer.length - offset, null);
+    } catch (error) {
+      throw busError('read', 'standard input', error);
+    }
+  }
+
+  /** Bytes read (0 at end of input), END once stopped, TIMEOUT at the deadline. */
+  async #readWhenReady(buffer: Buffer, offset: number, deadline: number): Promise<number> {
+    for (;;) {
+      // Data waiting is the usual case of a busy pipe: read it without a trip to a worker thread.
+      this.#ready.writeInt16LE(0, 6);
+      let ready = pollMs(this.#ready, 1, 0) > 0;
+      if (!ready) {
+        const wait = Math.min(READ_POLL_MS, deadline - performance.now());
+        if (wait <= 0) return TIMEOUT;
+        ready = await waitReadable(this.#fd, Math.max(1, Math.ceil(wait)));
+      }
+      if (this.#stop?.aborted) return END;
+      if (!ready) continue;
+      try {
+        return fs.readSync(this.#fd, buffer, offset, buffer.length - offset, null);
+      } catch (error) {
+        // stdin shared in non-blocking mode with another reader that got there first.
+        if (errnoCode(error) !== 'EAGAIN') throw busError('read', 'standard input', error);
+      }
+    }
+  }
+}
+
+/**
+ * The command's producer: reads `fd` until its end, or until `stop`
+ * aborts (then publishes what it read and no end-of-stream chunk).
+ * `settings` are the command's own (RunSettings); not for the library.
+ */
+export async function produceFromFd(options: BusOptions, fd: number, settings: RunSettings, stop: AbortSignal, progress: Progress): Promise<void> {
+  const bus = openProducerBus(options, settings);
+  try {
+    await produce(bus, new FdSource(fd, { wholeBlocks: bus.options.blockingRead, stop }), { noEndMarker: stop, progress });
+  } finally {
+    bus.close();
+  }
+}
+
+// --- The library's source: a Writable -------------------------------------------------
+
+type Callback = (error?: Error | null) => void;
+
+/**
+ * What the Writable hands the loop: its chunks in order, each one's
+ * callback called once the loop has copied it (the writer may then reuse
+ * its buffer), and the end.
+ */
+class QueueSource implements InputSource {
+  readonly #chunks: Array<{ data: Buffer; done: Callback }> = [];
+  /** Bytes of the first chunk already taken. */
+  #taken = 0;
+  #ended = false;
+  #wake: (() => void) | undefined;
+
+  push(data: Buffer, done: Callback): void {
+    if (data.length === 0) return done();
+    this.#chunks.push({ data, done });
+    this.#wake?.();
+  }
+
+  end(): void {
+    this.#ended = true;
+    this.#wake?.();
+  }
+
+  /** The loop has stopped: writes still queued fail with `error`. */
+  fail(error: Error): void {
+    for (const { done } of this.#chunks.splice(0)) done(error);
+    this.end();
+  }
+
+  async read(buffer: Buffer, offset: number, deadline: number): Promise<number> {
+    for (;;) {
+      const first = this.#chunks[0];
+      if (first) {
+        const n = first.data.copy(buffer, offset, this.#taken);
+        this.#taken += n;
+        if (this.#taken === first.data.length) {
+          this.#chunks.shift();
+          this.#taken = 0;
+          first.done();
+        }
+        return n;
+      }
+      if (this.#ended) return END;
+      const wait = deadline - performance.now();
+      if (wait <= 0) return TIMEOUT;
+      await new Promise<void>((resolve) => {
+        const timer = Number.isFinite(wait) ? setTimeout(done, wait) : undefined;
+        function done() {
+          clearTimeout(timer);
+          resolve();
+        }
+        this.#wake = done;
+      });
+      this.#wake = undefined;
+    }
+  }
+}
+
+export class Producer extends Writable {
+  readonly #bus: Bus;
+  readonly #source = new QueueSource();
+  readonly #abort = new AbortController();
+  readonly #noEndMarker = new AbortController();
+  readonly #progress: Progress = { bytesRead: 0, bytesPublished: 0 };
+  readonly #loop: Promise<void>;
+
+  constructor(options: BusOptions, settings: RunSettings = {}) {
+    // Checked before the stream sees it, so a bad size is our UsageError, not Node's.
+    super({ highWaterMark: parseBlockSize(options.blockSize ?? defaults.blockSize) });
+    this.#bus = openProducerBus(options, settings);
+    this.#loop = produce(this.#bus, this.#source, { noEndMarker: this.#noEndMarker.signal, abort: this.#abort.signal, progress: this.#progress });
+    // A failed publish ends the stream with its error, whether or not a write is waiting.
+    this.#loop.catch((error: unknown) => {
+      this.#source.fail(error as Error);
+      if (!this.#abort.signal.aborted) this.destroy(error as Error);
     });
-    this.#holdMs = this.#bus.options.backPressure ? 0 : Math.min(HOLD_MS, this.#bus.options.sleepMs);
-    this.#recordHoldMs = Math.min(HOLD_MS, this.#bus.options.sleepMs);
-    this.#terminator = recordTerminator(this.#bus.options.records);
     if (options.signal) addAbortSignal(options.signal, this);
   }
 
@@ -69,225 +330,41 @@ export class Producer extends Writable {
 
   /** Bytes of all the chunks this producer has published so far. */
   get bytesPublished(): number {
-    return this.#bytesPublished;
-  }
-
-  get blockingRead(): boolean {
-    return this.#bus.options.blockingRead;
+    return this.#progress.bytesPublished;
   }
 
   /**
    * Publishes everything written so far and finishes without the
-   * back-pressure end-of-stream chunk: for a producer stopped by a signal,
-   * whose input did not end.
+   * back-pressure end-of-stream chunk: for a producer whose input did not end.
    */
   interrupt(): this {
-    // No end marker: aborted, it is never published, or dropped if already
-    // waiting for the bus (we may be finishing).
-    this.#endMarker.abort();
+    this.#noEndMarker.abort();
     return this.writableEnded ? this : this.end();
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: Callback): void {
-    this.#serially(() => this.#accept([chunk])).then(() => callback(), callback);
+    this.#source.push(chunk, callback);
   }
 
   override _writev(chunks: Array<{ chunk: Buffer }>, callback: Callback): void {
-    this.#serially(() => this.#accept(chunks.map(({ chunk }) => chunk))).then(() => callback(), callback);
+    const last = chunks.length - 1;
+    chunks.forEach(({ chunk }, i) => this.#source.push(chunk, i === last ? callback : () => {}));
   }
 
   override _final(callback: Callback): void {
-    this.#serially(async () => {
-      await this.#publishHeld();
-      // Back pressure: the empty chunk tells one consumer the stream is over.
-      if (this.#bus.options.backPressure && !this.#endMarker.signal.aborted) {
-        await publish(this.#bus, END_OF_STREAM, AbortSignal.any([this.#stop.signal, this.#endMarker.signal])).catch((error: unknown) => {
-          if (!this.#endMarker.signal.aborted) throw error;
-        });
-      }
-    }).then(() => callback(), callback);
+    this.#source.end();
+    this.#loop.then(() => callback(), callback);
   }
 
   override _destroy(error: Error | null, callback: Callback): void {
-    clearTimeout(this.#holdTimer);
-    this.#stop.abort(error ?? undefined);
+    this.#abort.abort(error ?? undefined);
+    this.#source.fail(error ?? new Error('producer destroyed'));
     this.#bus.close();
     callback(error);
-  }
-
-  #serially(task: () => Promise<void>): Promise<void> {
-    const run = this.#queue.then(task);
-    this.#queue = run.catch(() => {});
-    return run;
-  }
-
-  async #accept(chunks: Buffer[]): Promise<void> {
-    const { blockSize } = this.#bus.options;
-    const parts = this.#held ? [this.#held, ...chunks] : chunks;
-    this.#clearHeld();
-    const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-    let offset = 0;
-    while (data.length - offset >= blockSize) {
-      const cut = fullChunk(data.subarray(offset), blockSize, this.#terminator);
-      if (cut.split) this.#noticeSplit();
-      await this.#publish(data.subarray(offset, offset + cut.length));
-      offset += cut.length;
-    }
-    // An empty rest must not publish: in back-pressure mode that would end the stream.
-    if (offset === data.length) return;
-    const rest = data.subarray(offset);
-    // With whole records, the last one may still lack its terminator: it
-    // waits for the rest of it (or the end of input), never on its own timer.
-    const whole = wholeRecords(rest, this.#terminator);
-    const wait = this.#lastPublish + (whole < rest.length ? this.#recordHoldMs : this.#holdMs) - performance.now();
-    let kept = rest;
-    if (whole > 0 && wait <= 0) {
-      await this.#publish(rest.subarray(0, whole));
-      kept = rest.subarray(whole);
-      if (kept.length === 0) return;
-    }
-    // A copy: the writer may reuse its buffer once this write is done.
-    this.#held = Buffer.from(kept);
-    if (whole === 0 || wait <= 0) return;
-    this.#holdTimer = setTimeout(() => {
-      this.#serially(() => this.#publishHeld(false)).catch((error: unknown) => this.destroy(error as Error));
-    }, wait);
-  }
-
-  /** Publishes what is held: all of it, or only its whole records (the rest stays held). */
-  async #publishHeld(partialRecordToo = true): Promise<void> {
-    const held = this.#held;
-    this.#clearHeld();
-    if (!held) return;
-    const length = partialRecordToo ? held.length : wholeRecords(held, this.#terminator);
-    if (length > 0) await this.#publish(held.subarray(0, length));
-    if (length < held.length) this.#held = held.subarray(length);
-  }
-
-  #noticeSplit(): void {
-    if (this.#splitNoticed) return;
-    this.#splitNoticed = true;
-    const what = this.#terminator === 0 ? 'a NUL-terminated record' : 'a line';
-    this.#bus.options.log(`${what} longer than --block-size (${this.#bus.options.blockSize} bytes) was split across chunks; later ones are split without notice`);
-  }
-
-  #clearHeld(): void {
-    clearTimeout(this.#holdTimer);
-    this.#holdTimer = undefined;
-    this.#held = undefined;
-  }
-
-  async #publish(chunk: Buffer): Promise<void> {
-    await publish(this.#bus, chunk, this.#stop.signal);
-    this.#lastPublish = performance.now();
-    this.#bytesPublished += chunk.length;
   }
 }
 
 /** A Writable that publishes what is written to it on the bus. */
 export function createProducer(options: BusOptions): Producer {
   return new Producer(options);
-}
-
-/** How far `produceFrom` has got: bytes taken from its input so far. */
-export interface InputProgress {
-  bytesRead: number;
-}
-
-/**
- * Feeds a file descriptor (the CLI's stdin) to a producer until end of
- * input. Reads go into two buffers in turn, one being published while the
- * next is read, so a long stream makes no garbage: fresh buffers per chunk
- * cost page faults and, at 1 MiB blocks, tens of MiB of memory waiting for
- * the collector.
- *
- * Each read takes what the input has, up to a block, and is published at
- * once; regular files and `blockingRead` wait for whole blocks instead, so
- * fixed-size records stay one per chunk. A pipe or terminal is read only
- * once poll(2) says it has data, so no read ever blocks the event loop and
- * signals are handled while input is silent.
- *
- * When `signal` aborts, it reads nothing more (the rest stays in the input
- * for another reader), and resolves once every byte it did read, a partial
- * block included, has been written to the producer and published: input
- * taken from a pipe is never dropped. The caller then ends the producer
- * (`interrupt()`, as the input did not end).
- */
-export async function produceFrom(fd: number, producer: Producer, signal?: AbortSignal, progress: InputProgress = { bytesRead: 0 }): Promise<void> {
-  const { blockSize } = producer;
-  const regular = fs.fstatSync(fd).isFile();
-  const wholeBlocks = regular || producer.blockingRead;
-  const buffers = [Buffer.allocUnsafe(blockSize), Buffer.allocUnsafe(blockSize)];
-  // Reading stops on the caller's abort, and on a failed publish or a
-  // producer destroyed otherwise (a held block's publish fails on a timer,
-  // after its write has succeeded), which must not wait for more input.
-  const stop = new AbortController();
-  const onAbort = () => stop.abort();
-  if (signal?.aborted) stop.abort();
-  signal?.addEventListener('abort', onAbort, { once: true });
-  producer.once('close', onAbort);
-  let published: Promise<void> = Promise.resolve();
-  try {
-    for (let turn = 0, ended = false; !ended; turn ^= 1) {
-      const block = buffers[turn]!;
-      let length = 0;
-      try {
-        do {
-          if (stop.signal.aborted) {
-            ended = true;
-            break;
-          }
-          const n = regular ? readSync(fd, block, length) : await readWhenReady(fd, block, length, stop.signal);
-          if (n === 0) ended = true;
-          length += n;
-          progress.bytesRead += n;
-        } while (!ended && wholeBlocks && length < blockSize);
-      } catch (error) {
-        // Stopped while waiting for input: what is in `block` was read all the same.
-        if (!stop.signal.aborted) throw error;
-        ended = true;
-      }
-      // The other buffer is free again once its block is published (this
-      // throws if it failed).
-      await published;
-      if (producer.errored) throw producer.errored;
-      if (producer.destroyed) return;
-      if (length > 0) {
-        published = written(producer, block.subarray(0, length));
-        published.catch(onAbort);
-      }
-    }
-    await published;
-  } finally {
-    signal?.removeEventListener('abort', onAbort);
-    producer.off('close', onAbort);
-  }
-}
-
-function written(producer: Producer, data: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => producer.write(data, (error) => (error ? reject(error) : resolve())));
-}
-
-function readSync(fd: number, buffer: Buffer, offset: number): number {
-  try {
-    return fs.readSync(fd, buffer, offset, buffer.length - offset, null);
-  } catch (error) {
-    throw busError('read', 'standard input', error);
-  }
-}
-
-/** Longest a wait for input lasts before looking at the abort signal again. */
-const READ_POLL_MS = 100;
-
-async function readWhenReady(fd: number, buffer: Buffer, offset: number, signal?: AbortSignal): Promise<number> {
-  for (;;) {
-    signal?.throwIfAborted();
-    if (!(await waitReadable(fd, READ_POLL_MS))) continue;
-    try {
-      return fs.readSync(fd, buffer, offset, buffer.length - offset, null);
-    } catch (error) {
-      // stdin shared in non-blocking mode with another reader that got there first.
-      if (errnoCode(error) !== 'EAGAIN') throw busError('read', 'standard input', error);
-    }
-  }
 }

@@ -13,8 +13,29 @@ import { type BusOptions, type ResolvedOptions, resolveOptions } from '../option
 import { type FileSystemKind, fileSystemOf } from '../sys/fstype.js';
 import { type WaitsFor, type Watcher, createWatcher } from './wait.js';
 
+/**
+ * How a process runs, as opposed to what it does with the bus: settings
+ * the filebus command chooses for itself and passes to the modes'
+ * internal functions. Not part of BusOptions, and not exported by the
+ * library: they change how the whole process behaves.
+ */
+export interface RunSettings {
+  /**
+   * Wait for the bus by blocking the thread in poll(2) on an inotify
+   * descriptor, handing the thread back to the event loop every 100 ms
+   * (and at once for a signal): a chunk then costs a fraction of the CPU
+   * and latency of the event loop's watcher, but the process's other
+   * callbacks wait. Also lets a consumer force a garbage collection after
+   * a huge chunk (ScratchBuffer), which changes V8's flags. For a process
+   * that does nothing but move chunks.
+   */
+  readonly blockingWait?: boolean;
+}
+
 export interface Bus {
   readonly options: ResolvedOptions;
+  /** The process's RunSettings, defaults filled in. */
+  readonly settings: Required<RunSettings>;
   readonly lock: BusLock;
   readonly watcher: Watcher;
   /**
@@ -40,14 +61,11 @@ export interface BusRole {
   readonly publishHook?: ((options: ResolvedOptions) => PublishHook | undefined) | undefined;
 }
 
-export function openBus(busOptions: BusOptions, role: BusRole): Bus {
+export function openBus(busOptions: BusOptions, role: BusRole, runSettings: RunSettings = {}): Bus {
   const options = resolveOptions(busOptions);
+  const settings: Required<RunSettings> = { blockingWait: runSettings.blockingWait ?? false };
   const { paths } = options;
-  try {
-    fs.mkdirSync(paths.dir, { recursive: true });
-  } catch (error) {
-    throw busError('create the directory', paths.dir, notDirectory(paths.dir, error));
-  }
+  makeDirectory(paths.dir);
   // Nobody may aim us at a file elsewhere through a link planted in a shared
   // directory: refused at start for every role, and again at each use.
   checkRegular(paths.file);
@@ -55,7 +73,7 @@ export function openBus(busOptions: BusOptions, role: BusRole): Bus {
   refuseLink(paths.staging);
   // In a work queue the lock changes hands at every chunk, and a waiter
   // learns of each release from the holder's close of F.lock.
-  const lockReleases = options.blockingWait && options.backPressure && role.writes;
+  const lockReleases = settings.blockingWait && options.backPressure && role.writes;
   const lock = new BusLock(paths.lock, { closeOnRelease: lockReleases });
   if (role.writes) {
     try {
@@ -72,10 +90,11 @@ export function openBus(busOptions: BusOptions, role: BusRole): Bus {
   if (fileSystem.shared) options.log(`polling every ${options.sleepMs / 1000} s: ${paths.dir} is on ${fileSystem.name}`);
   const watcher = createWatcher(
     { dir: paths.dir, base: paths.base, lock: lockReleases ? paths.lock : undefined, intervalMs: options.sleepMs, monitoring: options.fileMonitoring, waitsFor: role.waitsFor ?? 'any', log: options.log },
-    options.blockingWait,
+    settings.blockingWait,
   );
   return {
     options,
+    settings,
     lock,
     watcher,
     fileSystem,
@@ -95,6 +114,44 @@ function detectFileSystem(dir: string): FileSystemKind {
   } catch {
     return { name: 'unknown', shared: false };
   }
+}
+
+/**
+ * mkdir -p, reporting the component that could not be made and why. Node's
+ * recursive mkdir says ENOENT for the deepest directory when an ancestor
+ * could not be made (a read-only file system: EROFS), so that component is
+ * made again alone, for its own error.
+ */
+function makeDirectory(dir: string): void {
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    return;
+  } catch (error) {
+    if (errnoCode(error) !== 'ENOENT') throw busError('create the directory', dir, notDirectory(dir, error));
+    const missing = firstMissing(dir);
+    if (missing !== undefined && missing !== dir) {
+      try {
+        fs.mkdirSync(missing);
+      } catch (cause) {
+        throw busError('create the directory', missing, cause);
+      }
+    }
+    throw busError('create the directory', dir, error);
+  }
+}
+
+/** The outermost component of `dir` that does not exist; undefined when all do (or cannot be told). */
+function firstMissing(dir: string): string | undefined {
+  let missing: string | undefined;
+  for (let component = dir; component !== path.dirname(component); component = path.dirname(component)) {
+    try {
+      if (fs.lstatSync(component, { throwIfNoEntry: false }) !== undefined) return missing;
+    } catch {
+      return undefined;
+    }
+    missing = component;
+  }
+  return missing;
 }
 
 /**

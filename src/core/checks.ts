@@ -6,7 +6,7 @@
  * all check with it.
  */
 import fs from 'node:fs';
-import { BusError } from '../errors.js';
+import { BusError, busError } from '../errors.js';
 
 /**
  * `F` must be a regular file when it exists: a FIFO would block a reader
@@ -15,7 +15,7 @@ import { BusError } from '../errors.js';
  * must come from lstat (or an fstat of an fd opened with O_NOFOLLOW).
  */
 export function checkRegular(file: string, stats?: fs.Stats | fs.BigIntStats): void {
-  const st = stats ?? fs.lstatSync(file, { throwIfNoEntry: false });
+  const st = stats ?? lstat(file);
   if (st === undefined || st.isFile()) return;
   if (st.isSymbolicLink()) throw symlinkError(file);
   const kind = st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : 'not a regular file';
@@ -24,7 +24,7 @@ export function checkRegular(file: string, stats?: fs.Stats | fs.BigIntStats): v
 
 /** True when `F` holds a chunk, false when it is absent; an error for anything but a regular file. */
 export function chunkPresent(file: string): boolean {
-  const st = fs.lstatSync(file, { throwIfNoEntry: false });
+  const st = lstat(file);
   if (st === undefined) return false;
   checkRegular(file, st);
   return true;
@@ -32,7 +32,20 @@ export function chunkPresent(file: string): boolean {
 
 /** Refuses a symbolic link at `file` (absent is fine). */
 export function refuseLink(file: string): void {
-  if (fs.lstatSync(file, { throwIfNoEntry: false })?.isSymbolicLink()) throw symlinkError(file);
+  if (lstat(file)?.isSymbolicLink()) throw symlinkError(file);
+}
+
+/**
+ * lstat of one of the bus's paths; undefined when it is absent. Any other
+ * failure (a directory on the way without search permission: EACCES) is
+ * one line naming the path, not Node's "EACCES: permission denied, lstat".
+ */
+export function lstat(file: string): fs.Stats | undefined {
+  try {
+    return fs.lstatSync(file, { throwIfNoEntry: false });
+  } catch (error) {
+    throw busError('reach', file, error);
+  }
 }
 
 /** The one line for a link found at one of the bus's paths. */

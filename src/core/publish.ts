@@ -15,7 +15,7 @@ import { BUSY, untilFree } from './wait.js';
 export async function publish(bus: Bus, chunk: Uint8Array, signal?: AbortSignal): Promise<void> {
   const { paths, backPressure } = bus.options;
   for (;;) {
-    if (bus.options.blockingWait) await lockFreeSlot(bus, signal);
+    if (bus.settings.blockingWait) await lockFreeSlot(bus, signal);
     else {
       // chunkPresent also ends the wait with an error when F turns into a directory, a FIFO or a link.
       if (backPressure) await bus.watcher.until(() => (chunkPresent(paths.file) ? undefined : true), signal);

@@ -2,10 +2,11 @@
  * Reading the current chunk. Whatever `open` returns is a whole chunk, since
  * producers only ever rename complete files over `F`.
  */
+import { constants as bufferConstants } from 'node:buffer';
 import fs from 'node:fs';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { busError, errnoCode } from '../errors.js';
+import { BusError, busError, errnoCode } from '../errors.js';
 import { checkRegular, symlinkError } from './checks.js';
 
 export interface Chunk {
@@ -45,7 +46,7 @@ export class ScratchBuffer {
   /**
    * `collect`: force a garbage collection after dropping a huge buffer (see
    * `collectSoon`). Only for a process that does nothing but move chunks
-   * (the command, `blockingWait`): it changes V8's flags, which a library
+   * (the command: RunSettings.blockingWait): it changes V8's flags, which a library
    * user's process should never have done to it behind its back.
    */
   constructor(options: { collect?: boolean } = {}) {
@@ -108,12 +109,24 @@ export function readChunk(file: string, scratch?: ScratchBuffer, sizeMayBeStale 
     const st = fstat(fd, file);
     if (st === undefined) return undefined;
     checkRegular(file, st);
-    const size = Number(st.size);
+    const size = fitting(Number(st.size), file);
     const data = readAll(fd, scratch ? scratch.get(size) : Buffer.allocUnsafe(size), 0, file);
     return sizeMayBeStale ? readGrown(fd, data, st, file) : chunkOf(data, st);
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/**
+ * `size`, when a Buffer can hold that many bytes (4 GiB on Node 20). No
+ * producer of ours publishes more than 1 GiB, but anyone can write a file
+ * at `F` (or `truncate -s 5G` it), and Node's own "The value of "size" is
+ * out of range" names no file.
+ */
+function fitting(size: number, file: string): number {
+  if (size <= bufferConstants.MAX_LENGTH) return size;
+  const limit = bufferConstants.MAX_LENGTH >= 2 ** 30 ? `${Math.floor(bufferConstants.MAX_LENGTH / 2 ** 30)} GiB` : `${bufferConstants.MAX_LENGTH} bytes`;
+  throw new BusError(`cannot read ${file}: chunk of ${size} bytes is larger than filebus can hold (${limit})`, file, { code: 'EFBIG' });
 }
 
 /**
@@ -170,7 +183,7 @@ function readGrown(fd: number, first: Buffer, firstStat: fs.BigIntStats, file: s
   for (;;) {
     const again = fstat(fd, file);
     if (again === undefined) return undefined;
-    const size = Number(again.size);
+    const size = fitting(Number(again.size), file);
     if (size <= data.length) break;
     st = again;
     const bigger = Buffer.allocUnsafe(size);

@@ -324,7 +324,10 @@ export class BlockingWatcher implements Watcher {
       if (signal?.aborted) return;
       const remaining = deadline - now;
       if (remaining <= 0) return;
-      const wake = this.#wait(Math.min(remaining, this.#lastYield + SLICE_MS - now));
+      // Only here does a close of F.lock end the wait: `nextHint` follows a
+      // probe that found the lock taken (untilFree). The probe loop (#run)
+      // ignores it, since there it would mostly be our own release.
+      const wake = this.#wait(Math.min(remaining, this.#lastYield + SLICE_MS - now), true);
       if (wake === 'event') return;
       if (wake === 'interrupted') this.#lastYield = -Infinity;
     }
@@ -343,8 +346,8 @@ export class BlockingWatcher implements Watcher {
     this.#watch.watchFile(file);
   }
 
-  #wait(ms: number): Wake {
-    if (this.#watch?.alive) return this.#watch.wait(ms);
+  #wait(ms: number, lockReleases = false): Wake {
+    if (this.#watch?.alive) return this.#watch.wait(ms, lockReleases);
     return sleepSync(ms) ? 'timeout' : 'interrupted';
   }
 

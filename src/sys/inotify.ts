@@ -85,16 +85,20 @@ export class DirectoryWatch {
   /**
    * Blocks until an event for our name arrives or `timeoutMs` passes (or a
    * signal interrupts the wait). Events for other names are read and
-   * dropped on the way.
+   * dropped on the way. A close of the lock file counts only with
+   * `lockReleases`: for a waiter that found the lock taken. Otherwise it is
+   * dropped too, since it is as likely to be this process's own release
+   * (each one closes `F.lock`), and waking on it made an idle consumer
+   * wake itself in a loop (issue 17, item 7).
    */
-  wait(timeoutMs: number): Wake {
+  wait(timeoutMs: number, lockReleases = false): Wake {
     let deadline: number | undefined;
     for (;;) {
       this.#pollfd.writeInt16LE(0, 6);
       const ready = pollMs(this.#pollfd, 1, timeoutMs);
       if (ready < 0) return ready === -EINTR ? 'interrupted' : 'timeout';
       if (ready === 0) return 'timeout';
-      if (this.#drain()) return 'event';
+      if (this.#drain(lockReleases)) return 'event';
       if (!this.#alive) return 'timeout';
       // Only other names' events: wait out the rest of the timeout.
       deadline ??= performance.now() + timeoutMs;
@@ -111,8 +115,8 @@ export class DirectoryWatch {
     this.#alive = false;
   }
 
-  /** Reads every queued event; true when one concerns our name (or the queue overflowed). */
-  #drain(): boolean {
+  /** Reads every queued event; true when one concerns our name (or the queue overflowed), or is a release of the lock that `lockReleases` asks for. */
+  #drain(lockReleases: boolean): boolean {
     let hit = false;
     for (;;) {
       // An empty queue is -EAGAIN here, not a thrown Error.
@@ -123,12 +127,12 @@ export class DirectoryWatch {
         const mask = this.#events.readUInt32LE(offset + 4);
         const nameLength = this.#events.readUInt32LE(offset + 12);
         if (mask & IN_Q_OVERFLOW) hit = true;
-        else if (watch === this.#lockWatch) hit ||= (mask & IN_CLOSE_WRITE) !== 0;
+        else if (watch === this.#lockWatch) hit ||= lockReleases && (mask & IN_CLOSE_WRITE) !== 0;
         else if (this.#fileWatches.has(watch)) {
           // IN_IGNORED: that file is gone (its watch with it); a wake, so its watcher looks again.
           if (mask & IN_IGNORED) this.#fileWatches.delete(watch);
           hit = true;
-        }        else if (mask & IN_IGNORED) this.#alive = false;
+        } else if (mask & IN_IGNORED) this.#alive = false;
         else if (this.#named(offset + 16, nameLength)) hit = true;
         offset += 16 + nameLength;
       }

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { expect, test } from 'vitest';
 import { consume, createConsumer, createProducer } from '../../src/index.js';
+import { consumeWith } from '../../src/consumer.js';
 import { filebus, root, run, tempDir, until, waitForFile, within } from '../helpers.js';
 
 function written(stream: NodeJS.WritableStream, data: Buffer): Promise<void> {
@@ -197,7 +198,7 @@ test.each([
   expect(holder.child.exitCode, 'the lock was held all along').toBe(null);
 });
 
-test('blockingWait: a back-pressure consume() with a synchronous deliver takes every chunk once, and an abort stops its wait', async () => {
+test('the command\'s blocking wait (RunSettings, not a library option): a back-pressure consume with a synchronous deliver takes every chunk once, and an abort stops its wait', async () => {
   const dir = tempDir();
   const bus = path.join(dir, 'bus');
   const records = Array.from({ length: 200 }, (_, i) => `record ${String(i).padStart(5, '0')}\n`);
@@ -208,16 +209,16 @@ test('blockingWait: a back-pressure consume() with a synchronous deliver takes e
   fs.closeSync(stdin);
   const got: string[] = [];
   // The producer's end marker ends this consumer: every record, in order, each once.
-  await consume({ filename: bus, backPressure: true, blockingWait: true }, (chunk) => {
+  await consumeWith({ filename: bus, backPressure: true }, (chunk) => {
     got.push(chunk.toString());
-  });
+  }, { blockingWait: true });
   expect(got).toEqual(records);
   expect(await producer.exited).toBe(0);
   expect(fs.existsSync(bus)).toBe(false);
 
   // Nothing more comes: the consumer blocks in its wait until the abort.
   const stop = new AbortController();
-  const waiting = consume({ filename: bus, backPressure: true, blockingWait: true, signal: stop.signal }, () => {});
+  const waiting = consumeWith({ filename: bus, backPressure: true, signal: stop.signal }, () => {}, { blockingWait: true });
   setTimeout(() => stop.abort(new Error('stopped')), 50);
   await expect(waiting).rejects.toThrow('stopped');
 });

@@ -89,13 +89,14 @@ describe('several producers: consumers given --producers N end after N end-of-st
     }
   });
 
-  test('F.ends is always one whole fixed-width record, readable as "<streams> <markers>"', async () => {
+  test('F.ends is always one whole fixed-width record, readable as "<streams> <markers> <last marker>"', async () => {
     const dir = tempDir();
     const bus = path.join(dir, 'bus');
     await queue(dir, bus, 2, 2, 5, 0);
     const text = fs.readFileSync(`${bus}.ends`, 'latin1');
-    expect(text).toMatch(/^(\d+) (\d+)\n$/);
-    expect(text).toBe(`${'1'.padStart(16, '0')} ${'0'.padStart(16, '0')}\n`);
+    // The third field (issue 17: which marker was counted last) is an inode and a change time, 20 digits each.
+    expect(text).toMatch(/^(\d+) (\d+) \d{20}:\d{20}\n$/);
+    expect(text.slice(0, 34)).toBe(`${'1'.padStart(16, '0')} ${'0'.padStart(16, '0')} `);
   });
 
   test('consumers without --producers still end on the first end marker (as before)', async () => {
