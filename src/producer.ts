@@ -117,7 +117,15 @@ export async function produce(bus: Bus, source: InputSource, control: ProduceCon
     if (whole > 0) {
       deadline = lastPublish + (whole < length ? recordHoldMs : holdMs);
       if (performance.now() >= deadline) {
-        await publishFront(whole);
+        // Input already there goes into this chunk first (coalesced into
+        // full blocks): the hold only decides how long to wait for more,
+        // so how busy the machine is does not change where chunks end.
+        const n = await source.read(buffer, length, -Infinity);
+        if (n === END) ended = true;
+        else if (n > 0) {
+          length += n;
+          progress.bytesRead += n;
+        } else await publishFront(whole);
         continue;
       }
     }
