@@ -309,8 +309,17 @@ c=''
 # end-of-stream chunk: everything it read is in buf and c and nothing is half
 # done, so a signal handler may finish the job itself.
 idle=0
-# The exit status asked for by a first SIGHUP/SIGINT/SIGTERM to a producer.
+# The exit status asked for by a first SIGHUP/SIGINT/SIGTERM to a producer,
+# or to a consumer that is writing a chunk out.
 stopping=0
+# Set by every trapped signal: a `wait` that returns then may only have been
+# interrupted, its child still running.
+interrupted=0
+# A consumer's chunk on its way out: 1 while cat writes it (from
+# emit_fd), 2 once it is written whole and a back-pressure consumer removes
+# it from the bus.
+emitting=0
+emit_fd=''
 
 # shellcheck disable=SC2317 # only called from traps
 stop_children() {
@@ -327,19 +336,27 @@ cleanup() {
 	if ((staging)); then rm -f -- "$stage"; fi
 	if [[ -n $private ]]; then rm -rf -- "$private"; fi
 }
-# A consumer stops at once: a chunk it has not written out stays on the bus.
+# A consumer stops at once, unless it is writing a chunk out: then it
+# finishes that chunk first (and a back-pressure consumer removes it from the
+# bus), so that its output ends with a whole record and no chunk goes to two
+# consumers.  A chunk it has not begun to write stays on the bus.
 # A producer publishes every byte it has taken from its input before it
 # exits (in back-pressure mode, as the bus takes them; what it never read
-# stays in the pipe), but no end-of-stream chunk.  A second signal ends it
-# at once.
+# stays in the pipe), but no end-of-stream chunk.  A second signal ends
+# either at once, and says what it cut.
 # shellcheck disable=SC2317 # only called from traps
 on_signal() { # exit status
-	if [[ $command == producer ]] && ((!stopping)); then
+	interrupted=1
+	if ((!stopping)) && { [[ $command == producer ]] || ((emitting)); }; then
 		stopping=$1
-		log "signal: publishing the input already read, then exiting"
-		# Idle, it has nothing else to finish; otherwise the main loop sees
-		# $stopping once the step in progress is done.
-		if ((idle)); then stop_producing; fi
+		if [[ $command == producer ]]; then
+			log "signal: publishing the input already read, then exiting"
+			# Idle, it has nothing else to finish; otherwise the main loop
+			# sees $stopping once the step in progress is done.
+			if ((idle)); then stop_producing; fi
+		else
+			log "signal: finishing the chunk being written, then exiting"
+		fi
 		return 0
 	fi
 	trap - EXIT
@@ -352,9 +369,53 @@ on_signal() { # exit status
 			unpublished=$((unpublished - chunk_bytes))
 		fi
 		printf '%s: %s\n' "$prog" "stopped by a second signal: $unpublished bytes read from the input were not published" >&2
+	elif ((emitting == 1)); then
+		cut_chunk
 	fi
 	cleanup
 	exit "$1"
+}
+# Second signal while cat writes a chunk out: stop cat and say how much of
+# the chunk did not get out.  cat is stopped (SIGSTOP) before it is killed:
+# a write to a pipe that a signal interrupts returns what it wrote so far,
+# and /proc/PID/io counts it, so wchar of the stopped cat is exactly what
+# reached our output.  On a back-pressure bus a chunk written whole is
+# removed (the first signal asked for no more); one cut short stays on the
+# bus for the next consumer, which gets it whole: at least once.
+# shellcheck disable=SC2317 # only called from traps
+cut_chunk() {
+	local pid=$helper_pid written='' stat='' key value tries=0 size=0
+	# Its size only now: a stat for every chunk would cost a fork each.
+	if stat_to_reply %s "/dev/fd/$emit_fd"; then size=$REPLY; fi
+	if [[ -n $pid ]] && kill -STOP "$pid" 2>/dev/null; then
+		# Until it has stopped (T) or exited (Z), its count may still grow.
+		while ((tries++ < 200)) && IFS= read -r stat 2>/dev/null <"/proc/$pid/stat"; do
+			stat=${stat##*) }
+			[[ ${stat:0:1} == [TtZX] ]] && break
+			read -r -t 0.005 -u "$sleep_fd" stat
+		done
+		while read -r key value; do
+			if [[ $key == wchar: ]]; then written=$value; fi
+		done 2>/dev/null <"/proc/$pid/io"
+		kill -KILL "$pid" 2>/dev/null
+		kill -CONT "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+		helper_pid=''
+	fi
+	if [[ $written =~ ^[0-9]+$ ]] && ((written >= size)); then
+		if ((back_pressure)); then rm -f -- "$F"; fi
+		return 0
+	fi
+	local what='the chunk being written'
+	if [[ $written =~ ^[0-9]+$ ]]; then
+		what="$((size - written)) of the $size bytes of the chunk being written were not written"
+	else
+		what="a part of the $size bytes of the chunk being written may not have been written"
+	fi
+	if ((back_pressure)); then
+		what+='; the chunk stays on the bus for the next consumer'
+	fi
+	printf '%s: stopped by a second signal: %s\n' "$prog" "$what" >&2
 }
 trap cleanup EXIT
 trap 'on_signal 129' HUP
@@ -386,11 +447,14 @@ run_child() {
 	helper_pid=$!
 	local rc
 	while :; do
+		interrupted=0
 		wait "$helper_pid"
 		rc=$?
-		# A trap that returned (a producer's first signal) ends the wait
-		# early, while the child carries on: wait for it again.
-		if ((rc <= 128)) || ! kill -0 "$helper_pid" 2>/dev/null; then break; fi
+		# A trap that returned (a first signal) ends the wait early, while
+		# the child may carry on: wait for it again.  bash keeps the status
+		# of a child it reaped meanwhile, so that is its own status, not the
+		# trap's 128 + signal.
+		((interrupted)) || break
 	done
 	helper_pid=''
 	return "$rc"
@@ -918,14 +982,24 @@ stop_producing() {
 # quickly, hence the change time (nanoseconds) and size as well.
 ID_FORMAT='%d:%i:%z:%s'
 
-# Copy the open chunk on fd $1 to stdout.  If the write fails (the reader is
-# gone) exit at once: that drops our lock, if any, and leaves F in place for
-# another consumer.  cat killed by SIGPIPE is a quiet 141.
+# Copy the open chunk on fd $1 to stdout.  If the write
+# fails (the reader is gone) exit at once: that drops our lock, if any, and
+# leaves F in place for another consumer.  cat killed by SIGPIPE is a quiet
+# 141.  A first signal meanwhile waits for the chunk to be written whole
+# (see on_signal); emitting stays 1 until the caller is done with it.
 emit() {
+	emit_fd=$1 emitting=1
 	run_child "${orphan_guard[@]}" cat <&"$1" && return 0
 	local rc=$?
 	((rc > 128)) || rc=1
 	exit "$rc"
+}
+# After a chunk is out (and off a back-pressure bus): exit if a signal came
+# while it was written.
+emitted() {
+	emitting=0 emit_fd=''
+	if ((stopping)); then exit "$stopping"; fi
+	return 0
 }
 
 # Lossy and lock-free: emit F whenever its identity changes.  The identity
@@ -947,6 +1021,7 @@ consume_multicast() {
 				log "emitted chunk $last" 2
 			fi
 			exec {fd}<&-
+			emitted
 		fi # else no new chunk, or a back-pressure consumer just took it
 		wait_for_bus
 	done
@@ -974,9 +1049,11 @@ consume_back_pressure() {
 				fi
 				# A chunk we could not write out stays for another consumer.
 				emit "$fd"
+				emitting=2
 				rm -f -- "$F"
 				exec {fd}<&-
 				unlock_bus
+				emitted
 				active
 				log "consumed a chunk" 2
 				continue
