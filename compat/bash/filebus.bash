@@ -60,7 +60,12 @@ global options (environment variable in brackets):
   -V, --version           show the version and exit
 
 Ranges: --block-size 1 to 1073741824 (1 GiB), --sleep-interval 0 to 3600,
---history 0 to 1000000.
+--history 0 to 1000000.  A repeated option takes its last value.  A variable
+that does not apply to the command and mode at hand is ignored (FILEBUS_LINES
+by a consumer, FILEBUS_HISTORY on a back-pressure bus); a flag that does not
+apply is a usage error.  Not in this implementation (use the TypeScript one):
+consumer --replay, --producers, --group, --exec, --jobs, --retries and a
+command after --; producer --wait-for-groups; the command 'group'.
 
 commands:
   producer [--blocking-read] [--lines]
@@ -134,6 +139,11 @@ command=
 refuse_null() { # how it was asked for
 	usage_error "$1: NUL-terminated records need the TypeScript implementation (filebus without --impl bash); this bash one carries text lines only"
 }
+# Options and commands of the TypeScript implementation that this one lacks:
+# a usage error that says where to find them, never a silent difference.
+refuse_ts() { # how it was asked for
+	usage_error "$1: not in the bash implementation; use the TypeScript one (filebus without --impl bash)"
+}
 while (($#)); do
 	arg=$1
 	shift
@@ -171,6 +181,7 @@ while (($#)); do
 	-h) print_help && exit 0 ;;
 	-V) printf '%s %s (bash)\n' "$prog" "$FILEBUS_VERSION" && exit 0 ;;
 	-0) refuse_null "$opt" ;;
+	--replay | --producers | --group | --exec | --jobs | --retries | --wait-for-groups) refuse_ts "$opt" ;;
 	-*)
 		[[ $opt =~ ^-v+$ ]] || usage_error "unknown option '$arg'"
 		((verbose += ${#opt} - 1))
@@ -179,6 +190,7 @@ while (($#)); do
 		command=$arg
 		break
 		;;
+	group) refuse_ts "the command '$arg'" ;;
 	*) usage_error "unknown command '$arg', expected producer or consumer" ;;
 	esac
 done
@@ -189,8 +201,15 @@ for arg in "$@"; do
 	--blocking-read | --lines) [[ $command == producer ]] || usage_error "unknown option '$arg' for consumer" ;;
 	--null | -0) [[ $command == producer ]] && refuse_null "$arg"
 		usage_error "unknown option '$arg' for consumer" ;;
-	--replay | --producers | --producers=*)
-		usage_error "${arg%%=*}: not in the bash implementation; use the TypeScript one (filebus without --impl bash)" ;;
+	--replay | --producers | --producers=* | --group | --group=* | --exec | --exec=* | --jobs | --jobs=* | --retries | --retries=*)
+		[[ $command == consumer ]] && refuse_ts "${arg%%=*}"
+		usage_error "unknown option '${arg%%=*}' for producer" ;;
+	--wait-for-groups)
+		[[ $command == producer ]] && refuse_ts "$arg"
+		usage_error "unknown option '$arg' for consumer" ;;
+	--)
+		[[ $command == consumer ]] && refuse_ts "-- COMMAND (a command to run for each chunk)"
+		usage_error "unexpected '--' for producer" ;;
 	*) usage_error "unknown option '$arg' for $command" ;;
 	esac
 done
@@ -214,14 +233,39 @@ if [[ ! -v monitoring ]]; then
 		monitoring=$REPLY
 	fi
 fi
-if [[ -n ${FILEBUS_NULL-} ]]; then
-	parse_bool FILEBUS_NULL "$FILEBUS_NULL"
-	((REPLY == 0)) || refuse_null "FILEBUS_NULL=$FILEBUS_NULL"
+# A variable that does not apply to the role at hand is ignored (one
+# environment may serve producers and consumers of both kinds of bus); one
+# that asks this role for something bash lacks is a usage error.
+if [[ $command == producer ]]; then
+	if [[ -n ${FILEBUS_NULL-} ]]; then
+		parse_bool FILEBUS_NULL "$FILEBUS_NULL"
+		((REPLY == 0)) || refuse_null "FILEBUS_NULL=$FILEBUS_NULL"
+	fi
+	# Chunks always hold whole lines here, and reads always block; these
+	# are only checked.
+	parse_bool FILEBUS_LINES "${FILEBUS_LINES-}"
+	parse_bool FILEBUS_BLOCKING_READ "${FILEBUS_BLOCKING_READ-}"
+	parse_bool FILEBUS_WAIT_FOR_GROUPS "${FILEBUS_WAIT_FOR_GROUPS-}"
+	((REPLY == 0)) || refuse_ts "FILEBUS_WAIT_FOR_GROUPS=$FILEBUS_WAIT_FOR_GROUPS"
+else
+	if [[ -n ${FILEBUS_GROUP-} ]]; then refuse_ts "FILEBUS_GROUP=$FILEBUS_GROUP"; fi
+	if [[ -n ${FILEBUS_EXEC-} ]]; then refuse_ts "FILEBUS_EXEC=$FILEBUS_EXEC"; fi
+	if [[ -n ${FILEBUS_JOBS-} && ! ${FILEBUS_JOBS} =~ ^0*1$ ]]; then refuse_ts "FILEBUS_JOBS=$FILEBUS_JOBS"; fi
+	if ((back_pressure)); then
+		# One end-of-stream chunk ends the stream here, as FILEBUS_PRODUCERS=1.
+		if [[ -n ${FILEBUS_PRODUCERS-} && ! $FILEBUS_PRODUCERS =~ ^0*1$ ]]; then
+			refuse_ts "FILEBUS_PRODUCERS=$FILEBUS_PRODUCERS"
+		fi
+	else
+		parse_bool FILEBUS_REPLAY "${FILEBUS_REPLAY-}"
+		((REPLY == 0)) || refuse_ts "FILEBUS_REPLAY=$FILEBUS_REPLAY"
+	fi
 fi
-# Chunks always hold whole lines here; the variable is only checked.
-parse_bool FILEBUS_LINES "${FILEBUS_LINES-}"
+# Only a multicast producer keeps a history: a consumer finds one by itself
+# (here it reads F alone), a back-pressure bus has none.
 if [[ ! -v history_arg ]]; then
-	history_arg=${FILEBUS_HISTORY:-0} history_src=FILEBUS_HISTORY
+	history_arg=0 history_src=FILEBUS_HISTORY
+	if [[ $command == producer ]] && ((!back_pressure)); then history_arg=${FILEBUS_HISTORY:-0}; fi
 fi
 if ((verbose == 0)); then
 	case ${FILEBUS_VERBOSE-} in
