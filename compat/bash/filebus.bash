@@ -369,8 +369,13 @@ emit_fd=''
 stop_children() {
 	local pid
 	for pid in $helper_pid $ino_pid $watch_pid; do
-		# Reaped too, so that no zombie outlives us.
-		kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+		# SIGKILL, not SIGTERM: a child that has been forked but has not yet
+		# exec'd its command still runs our trap handlers, which would only
+		# note a SIGTERM and lose it at the exec; the wait that follows
+		# would then never end (seen: a producer stopped twice just after it
+		# started its inotifywait).  Reaped too, so that no zombie outlives
+		# us; quietly, as bash may have reaped it already.
+		kill -KILL "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
 	done
 	helper_pid='' ino_pid='' watch_pid=''
 }
@@ -492,7 +497,10 @@ run_child() {
 	local rc
 	while :; do
 		interrupted=0
-		wait "$helper_pid"
+		# Quiet: a wait repeated after a trap may find the child gone from
+		# bash's tables, which it would report on stderr.  The trap's own
+		# output is not redirected by this.
+		wait "$helper_pid" 2>/dev/null
 		rc=$?
 		# A trap that returned (a first signal) ends the wait early, while
 		# the child may carry on: wait for it again.  bash keeps the status
