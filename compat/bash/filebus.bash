@@ -668,9 +668,12 @@ prepare_bus() { # needs_lock
 			die "cannot use '$F': cannot create directory '$dir': ${err##*: }"
 		fi
 	fi
+	# Without search permission every look at F fails as if there were no
+	# chunk: a consumer would wait in silence for ever.
+	[[ -x $dir ]] || die "cannot use '$F': directory '$dir': permission denied"
 	bus_exists || :
 	(($1)) || return 0
-	[[ -w $dir && -x $dir ]] || die "cannot use '$F': directory '$dir' is not writable"
+	[[ -w $dir ]] || die "cannot use '$F': directory '$dir' is not writable: permission denied"
 	open_lock_file
 	exec {lock_fd}>&-
 	lock_fd=''
@@ -758,7 +761,7 @@ stage_chunk() { # bytes
 		run_child rm -f -- "$stage" 2>/dev/null
 	fi
 	set -C
-	{ exec {fd}>"$stage"; } 2>/dev/null
+	{ exec {fd}>"$stage"; } 2>&"$io_fd"
 	rc=$?
 	set +C
 	if ((rc != 0)); then
@@ -766,17 +769,31 @@ stage_chunk() { # bytes
 			describe_file "$stage"
 			die "cannot create '$stage' afresh: it is $REPLY"
 		fi
-		die "cannot create '$stage'"
+		io_error
+		die "cannot create '$stage': $REPLY"
 	fi
 	# Only a race with whoever plants files here gets us something else.
 	if [[ -L $stage || ! -f /dev/fd/$fd ]]; then
 		exec {fd}>&-
 		die "cannot create '$stage' afresh: something else took its place"
 	fi
-	{ printf '%s' "$1" >&"$fd"; } 2>/dev/null
+	{ printf '%s' "$1" >&"$fd"; } 2>&"$io_fd"
 	rc=$?
 	exec {fd}>&-
-	((rc == 0)) || die "cannot write '$stage'"
+	if ((rc != 0)); then
+		io_error
+		die "cannot write '$stage': $REPLY"
+	fi
+}
+# The cause in the error message a command or builtin just wrote to io_fd
+# ("printf: write error: No space left on device"), in lower case, into
+# REPLY; 'unknown error' if it wrote none.
+io_error() {
+	local line='' last=''
+	while read -r -t 0 -u "$io_fd" && IFS= read -r -t 1 -u "$io_fd" line; do last=$line; done
+	last=${last##*: }
+	REPLY=${last,,}
+	REPLY=${REPLY:-unknown error}
 }
 
 # Rename F.__new__ onto F.  -T: a directory at F is an error, not a place to
