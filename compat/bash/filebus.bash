@@ -552,7 +552,35 @@ start_monitor() {
 		return 0
 	fi
 	exec {ino_fd}<>"$private/events"
-	"${orphan_guard[@]}" inotifywait -m -e create,moved_to,delete,moved_from,close_write --format %f -- "$dir" \
+	# Only events on F itself: other files in the directory (another bus,
+	# F.lock opened and closed by every process that locks, F.__new__
+	# written by every producer) must not wake us.  inotify watches the
+	# whole directory, so inotifywait still sees them, but drops them
+	# without writing a line, and we sleep on.  The regular expression is
+	# matched against the directory and name; since the watch is not
+	# recursive, the last path component is the name.  Older versions
+	# without --include print every event, which wait_for_bus filters.
+	local include=()
+	if inotifywait --help 2>&1 <&- | grep -q -e '--include'; then
+		local c i escaped=''
+		for ((i = 0; i < ${#base}; i++)); do
+			c=${base:i:1}
+			case $c in
+			[\\.\[\]\(\)*+?{}\|^\$]) escaped+="\\$c" ;;
+			*) escaped+=$c ;;
+			esac
+		done
+		include=(--include "(^|/)$escaped\$")
+	fi
+	# And only the events our role waits for (as the TypeScript one asks,
+	# docs/protocol.md): a publish is a rename onto F, a take an unlink of
+	# it.  Anything else (F written in place, a link) the poll still sees.
+	local events=moved_to
+	if ((back_pressure)); then
+		events=delete
+		[[ $command == consumer ]] && events=moved_to,delete
+	fi
+	"${orphan_guard[@]}" inotifywait -m -e "$events" --format %f "${include[@]}" -- "$dir" \
 		</dev/null >"$private/events" 2>&1 &
 	ino_pid=$!
 	((${#orphan_guard[@]})) || start_watchdog
