@@ -335,6 +335,7 @@ helper_pid=''  # a child we wait for (flock, cat, mv, dd): killed if we are
 ino_pid=''     # inotifywait
 watch_pid=''   # kills inotifywait once we are gone, where setpriv cannot
 ino_fd=''      # its events, one file name a line
+ino_partial='' # the start of a line from ino_fd, read before a timeout
 sleep_fd=''    # a pipe that never has data: read -t on it is a sleep
 io_fd=''       # a pipe for the output of stat and mkdir
 spool_fd=''    # a private regular file for the producer's input
@@ -588,19 +589,24 @@ start_monitor() {
 	# before the first check of the bus.
 	# We hold a write end of its FIFO too, so its death shows as silence,
 	# not as end of file.
-	local line='' tries=0
+	# A read that times out returns what it read of a line so far, gone
+	# from the FIFO: it is kept and the line completed by the next read
+	# (inotifywait may write a message in pieces, and a loaded machine
+	# may run us between them).
+	local line='' part='' tries=0
 	while ((tries++ < 100)); do
-		if IFS= read -r -t 0.1 -u "$ino_fd" line; then
+		if IFS= read -r -t 0.1 -u "$ino_fd" part; then
+			line+=$part
 			case $line in
 			'Watches established.')
 				log "watching $dir with inotifywait (pid $ino_pid)"
 				return 0
 				;;
-			'Setting up watches.') ;;
+			'Setting up watches.') line='' ;;
 			*) break ;;
 			esac
 		else
-			line=''
+			line+=$part
 			kill -0 "$ino_pid" 2>/dev/null || break
 		fi
 	done
@@ -648,7 +654,11 @@ wait_for_bus() {
 			read -r -t "$t" -u "$sleep_fd" line
 			return 0
 		fi
-		IFS= read -r -t "$t" -u "$ino_fd" line || return 0 # timed out
+		if ! IFS= read -r -t "$t" -u "$ino_fd" line; then
+			ino_partial+=$line # timed out, perhaps within a line
+			return 0
+		fi
+		line=$ino_partial$line ino_partial=''
 		[[ $line == "$base" ]] && break # else another file in the directory
 	done
 	# Events already queued describe changes that the next check sees anyway.
