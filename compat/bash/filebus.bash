@@ -114,6 +114,12 @@ multicast mode every consumer sees the chunks (a slow one may miss some) and
 runs until killed.  With --back-pressure each chunk goes to exactly one
 consumer, and the consumer that takes the end-of-stream chunk exits 0.
 
+On SIGHUP, SIGINT or SIGTERM a consumer exits 129/130/143, but first
+finishes writing a chunk it has begun (and with --back-pressure removes it
+from the bus), so its output ends with a whole chunk.  A second signal cuts
+that chunk short and says how many of its bytes were not written; with
+--back-pressure the chunk then stays on the bus for the next consumer.
+
 options:
   -h, --help  show this help and exit
 EOF
