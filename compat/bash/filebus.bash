@@ -1115,6 +1115,13 @@ emitted() {
 	return 0
 }
 
+# A chunk at F that we may not read would look like no chunk at all, and a
+# consumer would wait in silence for ever: one line and exit 1 instead.
+refuse_unreadable() {
+	if [[ -f $F && ! -L $F && ! -r $F ]]; then die "cannot read '$F': permission denied"; fi
+	return 0
+}
+
 # Lossy and lock-free: emit F whenever its identity changes.  The identity
 # of the open file is what we remember, since the bytes come from it.  Only
 # a path that looks new is opened: fstat of a chunk that is replaced right
@@ -1136,6 +1143,7 @@ consume_multicast() {
 			exec {fd}<&-
 			emitted
 		fi # else no new chunk, or a back-pressure consumer just took it
+		refuse_unreadable
 		wait_for_bus
 	done
 }
@@ -1172,6 +1180,7 @@ consume_back_pressure() {
 				continue
 			fi
 			unlock_bus # another consumer took it before we had the lock
+			refuse_unreadable
 		fi
 		wait_for_bus
 	done

@@ -80,3 +80,23 @@ describe('a directory the user may not search', () => {
     expect(lines[0]).toMatch(/permission denied/);
   });
 });
+
+describe('a chunk the user may not read', () => {
+  const hasSetpriv = fs.existsSync('/usr/bin/setpriv') || fs.existsSync('/bin/setpriv');
+  const skip = !isRoot ? 'needs root to run the processes as another user (nobody)' : !hasSetpriv ? 'needs setpriv(1) to run as nobody' : undefined;
+  test.skipIf(skip !== undefined).each([[['consumer']], [['--lossless', 'consumer']]])(
+    `bash %j as nobody, F mode 000: exit 1, one line naming F and "permission denied"${skip ? ` (skipped: ${skip})` : ''}`,
+    async (args) => {
+      const dir = tempDir();
+      fs.chmodSync(dir, 0o777);
+      const bus = path.join(dir, 'bus');
+      fs.writeFileSync(bus, 'secret\n', { mode: 0o000 });
+      fs.chmodSync(bus, 0o000);
+      const proc = run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'bash', bashCli, '--filename', bus, ...args], { stdin: 'ignore' });
+      expect(await exitOf(proc, 8000)).toBe(1);
+      expect(stderrLines(proc)).toEqual([`filebus: cannot read '${bus}': permission denied`]);
+      expect(proc.stdout().length).toBe(0);
+      expect(fs.readFileSync(bus, 'utf8')).toBe('secret\n');
+    },
+  );
+});
