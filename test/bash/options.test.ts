@@ -11,7 +11,7 @@ import { describe, expect, test } from 'vitest';
 import { type Impl, type Proc, filebus, tempDir, within } from '../helpers.js';
 
 const bash = { impl: 'bash' } as const;
-const exitOf = (proc: Proc) => within(proc.exited, 10_000, `${proc.child.spawnargs.slice(1).join(' ')} to exit`);
+const exitOf = (proc: Proc) => within(proc.exited, 30_000, `${proc.child.spawnargs.slice(1).join(' ')} to exit`);
 const stderrLines = (proc: Proc) => proc.stderr().split('\n').filter((line) => line !== '');
 /** Ends `proc`'s stdin with `data`; a process that exits without reading it (a usage error) is no test failure. */
 function feed(proc: Proc, data: string): void {
@@ -52,7 +52,7 @@ async function carries(role: Role, env: NodeJS.ProcessEnv): Promise<void> {
     expect(await exitOf(consumer), consumer.stderr()).toBe(0);
     expect(await exitOf(producer)).toBe(0);
   }
-  await consumer.waitFor((out) => out.toString() === 'a\nb\n', 10_000);
+  await consumer.waitFor((out) => out.toString() === 'a\nb\n', 30_000);
   expect(consumer.stderr()).toBe('');
 }
 
