@@ -60,7 +60,12 @@ global options (environment variable in brackets):
   -V, --version           show the version and exit
 
 Ranges: --block-size 1 to 1073741824 (1 GiB), --sleep-interval 0 to 3600,
---history 0 to 1000000.
+--history 0 to 1000000.  A repeated option takes its last value.  A variable
+that does not apply to the command and mode at hand is ignored (FILEBUS_LINES
+by a consumer, FILEBUS_HISTORY on a back-pressure bus); a flag that does not
+apply is a usage error.  Not in this implementation (use the TypeScript one):
+consumer --replay, --producers, --group, --exec, --jobs, --retries and a
+command after --; producer --wait-for-groups; the command 'group'.
 
 commands:
   producer [--blocking-read] [--lines]
@@ -109,6 +114,12 @@ multicast mode every consumer sees the chunks (a slow one may miss some) and
 runs until killed.  With --back-pressure each chunk goes to exactly one
 consumer, and the consumer that takes the end-of-stream chunk exits 0.
 
+On SIGHUP, SIGINT or SIGTERM a consumer exits 129/130/143, but first
+finishes writing a chunk it has begun (and with --back-pressure removes it
+from the bus), so its output ends with a whole chunk.  A second signal cuts
+that chunk short and says how many of its bytes were not written; with
+--back-pressure the chunk then stays on the bus for the next consumer.
+
 options:
   -h, --help  show this help and exit
 EOF
@@ -133,6 +144,11 @@ verbose=0
 command=
 refuse_null() { # how it was asked for
 	usage_error "$1: NUL-terminated records need the TypeScript implementation (filebus without --impl bash); this bash one carries text lines only"
+}
+# Options and commands of the TypeScript implementation that this one lacks:
+# a usage error that says where to find them, never a silent difference.
+refuse_ts() { # how it was asked for
+	usage_error "$1: not in the bash implementation; use the TypeScript one (filebus without --impl bash)"
 }
 while (($#)); do
 	arg=$1
@@ -171,6 +187,7 @@ while (($#)); do
 	-h) print_help && exit 0 ;;
 	-V) printf '%s %s (bash)\n' "$prog" "$FILEBUS_VERSION" && exit 0 ;;
 	-0) refuse_null "$opt" ;;
+	--replay | --producers | --group | --exec | --jobs | --retries | --wait-for-groups) refuse_ts "$opt" ;;
 	-*)
 		[[ $opt =~ ^-v+$ ]] || usage_error "unknown option '$arg'"
 		((verbose += ${#opt} - 1))
@@ -179,6 +196,7 @@ while (($#)); do
 		command=$arg
 		break
 		;;
+	group) refuse_ts "the command '$arg'" ;;
 	*) usage_error "unknown command '$arg', expected producer or consumer" ;;
 	esac
 done
@@ -189,8 +207,15 @@ for arg in "$@"; do
 	--blocking-read | --lines) [[ $command == producer ]] || usage_error "unknown option '$arg' for consumer" ;;
 	--null | -0) [[ $command == producer ]] && refuse_null "$arg"
 		usage_error "unknown option '$arg' for consumer" ;;
-	--replay | --producers | --producers=*)
-		usage_error "${arg%%=*}: not in the bash implementation; use the TypeScript one (filebus without --impl bash)" ;;
+	--replay | --producers | --producers=* | --group | --group=* | --exec | --exec=* | --jobs | --jobs=* | --retries | --retries=*)
+		[[ $command == consumer ]] && refuse_ts "${arg%%=*}"
+		usage_error "unknown option '${arg%%=*}' for producer" ;;
+	--wait-for-groups)
+		[[ $command == producer ]] && refuse_ts "$arg"
+		usage_error "unknown option '$arg' for consumer" ;;
+	--)
+		[[ $command == consumer ]] && refuse_ts "-- COMMAND (a command to run for each chunk)"
+		usage_error "unexpected '--' for producer" ;;
 	*) usage_error "unknown option '$arg' for $command" ;;
 	esac
 done
@@ -214,14 +239,39 @@ if [[ ! -v monitoring ]]; then
 		monitoring=$REPLY
 	fi
 fi
-if [[ -n ${FILEBUS_NULL-} ]]; then
-	parse_bool FILEBUS_NULL "$FILEBUS_NULL"
-	((REPLY == 0)) || refuse_null "FILEBUS_NULL=$FILEBUS_NULL"
+# A variable that does not apply to the role at hand is ignored (one
+# environment may serve producers and consumers of both kinds of bus); one
+# that asks this role for something bash lacks is a usage error.
+if [[ $command == producer ]]; then
+	if [[ -n ${FILEBUS_NULL-} ]]; then
+		parse_bool FILEBUS_NULL "$FILEBUS_NULL"
+		((REPLY == 0)) || refuse_null "FILEBUS_NULL=$FILEBUS_NULL"
+	fi
+	# Chunks always hold whole lines here, and reads always block; these
+	# are only checked.
+	parse_bool FILEBUS_LINES "${FILEBUS_LINES-}"
+	parse_bool FILEBUS_BLOCKING_READ "${FILEBUS_BLOCKING_READ-}"
+	parse_bool FILEBUS_WAIT_FOR_GROUPS "${FILEBUS_WAIT_FOR_GROUPS-}"
+	((REPLY == 0)) || refuse_ts "FILEBUS_WAIT_FOR_GROUPS=$FILEBUS_WAIT_FOR_GROUPS"
+else
+	if [[ -n ${FILEBUS_GROUP-} ]]; then refuse_ts "FILEBUS_GROUP=$FILEBUS_GROUP"; fi
+	if [[ -n ${FILEBUS_EXEC-} ]]; then refuse_ts "FILEBUS_EXEC=$FILEBUS_EXEC"; fi
+	if [[ -n ${FILEBUS_JOBS-} && ! ${FILEBUS_JOBS} =~ ^0*1$ ]]; then refuse_ts "FILEBUS_JOBS=$FILEBUS_JOBS"; fi
+	if ((back_pressure)); then
+		# One end-of-stream chunk ends the stream here, as FILEBUS_PRODUCERS=1.
+		if [[ -n ${FILEBUS_PRODUCERS-} && ! $FILEBUS_PRODUCERS =~ ^0*1$ ]]; then
+			refuse_ts "FILEBUS_PRODUCERS=$FILEBUS_PRODUCERS"
+		fi
+	else
+		parse_bool FILEBUS_REPLAY "${FILEBUS_REPLAY-}"
+		((REPLY == 0)) || refuse_ts "FILEBUS_REPLAY=$FILEBUS_REPLAY"
+	fi
 fi
-# Chunks always hold whole lines here; the variable is only checked.
-parse_bool FILEBUS_LINES "${FILEBUS_LINES-}"
+# Only a multicast producer keeps a history: a consumer finds one by itself
+# (here it reads F alone), a back-pressure bus has none.
 if [[ ! -v history_arg ]]; then
-	history_arg=${FILEBUS_HISTORY:-0} history_src=FILEBUS_HISTORY
+	history_arg=0 history_src=FILEBUS_HISTORY
+	if [[ $command == producer ]] && ((!back_pressure)); then history_arg=${FILEBUS_HISTORY:-0}; fi
 fi
 if ((verbose == 0)); then
 	case ${FILEBUS_VERBOSE-} in
@@ -291,6 +341,7 @@ helper_pid=''  # a child we wait for (flock, cat, mv, dd): killed if we are
 ino_pid=''     # inotifywait
 watch_pid=''   # kills inotifywait once we are gone, where setpriv cannot
 ino_fd=''      # its events, one file name a line
+ino_partial='' # the start of a line from ino_fd, read before a timeout
 sleep_fd=''    # a pipe that never has data: read -t on it is a sleep
 io_fd=''       # a pipe for the output of stat and mkdir
 spool_fd=''    # a private regular file for the producer's input
@@ -309,15 +360,29 @@ c=''
 # end-of-stream chunk: everything it read is in buf and c and nothing is half
 # done, so a signal handler may finish the job itself.
 idle=0
-# The exit status asked for by a first SIGHUP/SIGINT/SIGTERM to a producer.
+# The exit status asked for by a first SIGHUP/SIGINT/SIGTERM to a producer,
+# or to a consumer that is writing a chunk out.
 stopping=0
+# Set by every trapped signal: a `wait` that returns then may only have been
+# interrupted, its child still running.
+interrupted=0
+# A consumer's chunk on its way out: 1 while cat writes it (from
+# emit_fd), 2 once it is written whole and a back-pressure consumer removes
+# it from the bus.
+emitting=0
+emit_fd=''
 
 # shellcheck disable=SC2317 # only called from traps
 stop_children() {
 	local pid
 	for pid in $helper_pid $ino_pid $watch_pid; do
-		# Reaped too, so that no zombie outlives us.
-		kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+		# SIGKILL, not SIGTERM: a child that has been forked but has not yet
+		# exec'd its command still runs our trap handlers, which would only
+		# note a SIGTERM and lose it at the exec; the wait that follows
+		# would then never end (seen: a producer stopped twice just after it
+		# started its inotifywait).  Reaped too, so that no zombie outlives
+		# us; quietly, as bash may have reaped it already.
+		kill -KILL "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
 	done
 	helper_pid='' ino_pid='' watch_pid=''
 }
@@ -327,19 +392,27 @@ cleanup() {
 	if ((staging)); then rm -f -- "$stage"; fi
 	if [[ -n $private ]]; then rm -rf -- "$private"; fi
 }
-# A consumer stops at once: a chunk it has not written out stays on the bus.
+# A consumer stops at once, unless it is writing a chunk out: then it
+# finishes that chunk first (and a back-pressure consumer removes it from the
+# bus), so that its output ends with a whole record and no chunk goes to two
+# consumers.  A chunk it has not begun to write stays on the bus.
 # A producer publishes every byte it has taken from its input before it
 # exits (in back-pressure mode, as the bus takes them; what it never read
-# stays in the pipe), but no end-of-stream chunk.  A second signal ends it
-# at once.
+# stays in the pipe), but no end-of-stream chunk.  A second signal ends
+# either at once, and says what it cut.
 # shellcheck disable=SC2317 # only called from traps
 on_signal() { # exit status
-	if [[ $command == producer ]] && ((!stopping)); then
+	interrupted=1
+	if ((!stopping)) && { [[ $command == producer ]] || ((emitting)); }; then
 		stopping=$1
-		log "signal: publishing the input already read, then exiting"
-		# Idle, it has nothing else to finish; otherwise the main loop sees
-		# $stopping once the step in progress is done.
-		if ((idle)); then stop_producing; fi
+		if [[ $command == producer ]]; then
+			log "signal: publishing the input already read, then exiting"
+			# Idle, it has nothing else to finish; otherwise the main loop
+			# sees $stopping once the step in progress is done.
+			if ((idle)); then stop_producing; fi
+		else
+			log "signal: finishing the chunk being written, then exiting"
+		fi
 		return 0
 	fi
 	trap - EXIT
@@ -352,9 +425,53 @@ on_signal() { # exit status
 			unpublished=$((unpublished - chunk_bytes))
 		fi
 		printf '%s: %s\n' "$prog" "stopped by a second signal: $unpublished bytes read from the input were not published" >&2
+	elif ((emitting == 1)); then
+		cut_chunk
 	fi
 	cleanup
 	exit "$1"
+}
+# Second signal while cat writes a chunk out: stop cat and say how much of
+# the chunk did not get out.  cat is stopped (SIGSTOP) before it is killed:
+# a write to a pipe that a signal interrupts returns what it wrote so far,
+# and /proc/PID/io counts it, so wchar of the stopped cat is exactly what
+# reached our output.  On a back-pressure bus a chunk written whole is
+# removed (the first signal asked for no more); one cut short stays on the
+# bus for the next consumer, which gets it whole: at least once.
+# shellcheck disable=SC2317 # only called from traps
+cut_chunk() {
+	local pid=$helper_pid written='' stat='' key value tries=0 size=0
+	# Its size only now: a stat for every chunk would cost a fork each.
+	if stat_to_reply %s "/dev/fd/$emit_fd"; then size=$REPLY; fi
+	if [[ -n $pid ]] && kill -STOP "$pid" 2>/dev/null; then
+		# Until it has stopped (T) or exited (Z), its count may still grow.
+		while ((tries++ < 200)) && IFS= read -r stat 2>/dev/null <"/proc/$pid/stat"; do
+			stat=${stat##*) }
+			[[ ${stat:0:1} == [TtZX] ]] && break
+			read -r -t 0.005 -u "$sleep_fd" stat
+		done
+		while read -r key value; do
+			if [[ $key == wchar: ]]; then written=$value; fi
+		done 2>/dev/null <"/proc/$pid/io"
+		kill -KILL "$pid" 2>/dev/null
+		kill -CONT "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+		helper_pid=''
+	fi
+	if [[ $written =~ ^[0-9]+$ ]] && ((written >= size)); then
+		if ((back_pressure)); then rm -f -- "$F"; fi
+		return 0
+	fi
+	local what='the chunk being written'
+	if [[ $written =~ ^[0-9]+$ ]]; then
+		what="$((size - written)) of the $size bytes of the chunk being written were not written"
+	else
+		what="a part of the $size bytes of the chunk being written may not have been written"
+	fi
+	if ((back_pressure)); then
+		what+='; the chunk stays on the bus for the next consumer'
+	fi
+	printf '%s: stopped by a second signal: %s\n' "$prog" "$what" >&2
 }
 trap cleanup EXIT
 trap 'on_signal 129' HUP
@@ -386,11 +503,17 @@ run_child() {
 	helper_pid=$!
 	local rc
 	while :; do
-		wait "$helper_pid"
+		interrupted=0
+		# Quiet: a wait repeated after a trap may find the child gone from
+		# bash's tables, which it would report on stderr.  The trap's own
+		# output is not redirected by this.
+		wait "$helper_pid" 2>/dev/null
 		rc=$?
-		# A trap that returned (a producer's first signal) ends the wait
-		# early, while the child carries on: wait for it again.
-		if ((rc <= 128)) || ! kill -0 "$helper_pid" 2>/dev/null; then break; fi
+		# A trap that returned (a first signal) ends the wait early, while
+		# the child may carry on: wait for it again.  bash keeps the status
+		# of a child it reaped meanwhile, so that is its own status, not the
+		# trap's 128 + signal.
+		((interrupted)) || break
 	done
 	helper_pid=''
 	return "$rc"
@@ -436,7 +559,35 @@ start_monitor() {
 		return 0
 	fi
 	exec {ino_fd}<>"$private/events"
-	"${orphan_guard[@]}" inotifywait -m -e create,moved_to,delete,moved_from,close_write --format %f -- "$dir" \
+	# Only events on F itself: other files in the directory (another bus,
+	# F.lock opened and closed by every process that locks, F.__new__
+	# written by every producer) must not wake us.  inotify watches the
+	# whole directory, so inotifywait still sees them, but drops them
+	# without writing a line, and we sleep on.  The regular expression is
+	# matched against the directory and name; since the watch is not
+	# recursive, the last path component is the name.  Older versions
+	# without --include print every event, which wait_for_bus filters.
+	local include=()
+	if inotifywait --help 2>&1 <&- | grep -q -e '--include'; then
+		local c i escaped=''
+		for ((i = 0; i < ${#base}; i++)); do
+			c=${base:i:1}
+			case $c in
+			[\\.\[\]\(\)*+?{}\|^\$]) escaped+="\\$c" ;;
+			*) escaped+=$c ;;
+			esac
+		done
+		include=(--include "(^|/)$escaped\$")
+	fi
+	# And only the events our role waits for (as the TypeScript one asks,
+	# docs/protocol.md): a publish is a rename onto F, a take an unlink of
+	# it.  Anything else (F written in place, a link) the poll still sees.
+	local events=moved_to
+	if ((back_pressure)); then
+		events=delete
+		[[ $command == consumer ]] && events=moved_to,delete
+	fi
+	"${orphan_guard[@]}" inotifywait -m -e "$events" --format %f "${include[@]}" -- "$dir" \
 		</dev/null >"$private/events" 2>&1 &
 	ino_pid=$!
 	((${#orphan_guard[@]})) || start_watchdog
@@ -444,19 +595,24 @@ start_monitor() {
 	# before the first check of the bus.
 	# We hold a write end of its FIFO too, so its death shows as silence,
 	# not as end of file.
-	local line='' tries=0
+	# A read that times out returns what it read of a line so far, gone
+	# from the FIFO: it is kept and the line completed by the next read
+	# (inotifywait may write a message in pieces, and a loaded machine
+	# may run us between them).
+	local line='' part='' tries=0
 	while ((tries++ < 100)); do
-		if IFS= read -r -t 0.1 -u "$ino_fd" line; then
+		if IFS= read -r -t 0.1 -u "$ino_fd" part; then
+			line+=$part
 			case $line in
 			'Watches established.')
 				log "watching $dir with inotifywait (pid $ino_pid)"
 				return 0
 				;;
-			'Setting up watches.') ;;
+			'Setting up watches.') line='' ;;
 			*) break ;;
 			esac
 		else
-			line=''
+			line+=$part
 			kill -0 "$ino_pid" 2>/dev/null || break
 		fi
 	done
@@ -504,7 +660,11 @@ wait_for_bus() {
 			read -r -t "$t" -u "$sleep_fd" line
 			return 0
 		fi
-		IFS= read -r -t "$t" -u "$ino_fd" line || return 0 # timed out
+		if ! IFS= read -r -t "$t" -u "$ino_fd" line; then
+			ino_partial+=$line # timed out, perhaps within a line
+			return 0
+		fi
+		line=$ino_partial$line ino_partial=''
 		[[ $line == "$base" ]] && break # else another file in the directory
 	done
 	# Events already queued describe changes that the next check sees anyway.
@@ -552,9 +712,12 @@ prepare_bus() { # needs_lock
 			die "cannot use '$F': cannot create directory '$dir': ${err##*: }"
 		fi
 	fi
+	# Without search permission every look at F fails as if there were no
+	# chunk: a consumer would wait in silence for ever.
+	[[ -x $dir ]] || die "cannot use '$F': directory '$dir': permission denied"
 	bus_exists || :
 	(($1)) || return 0
-	[[ -w $dir && -x $dir ]] || die "cannot use '$F': directory '$dir' is not writable"
+	[[ -w $dir ]] || die "cannot use '$F': directory '$dir' is not writable: permission denied"
 	open_lock_file
 	exec {lock_fd}>&-
 	lock_fd=''
@@ -642,7 +805,7 @@ stage_chunk() { # bytes
 		run_child rm -f -- "$stage" 2>/dev/null
 	fi
 	set -C
-	{ exec {fd}>"$stage"; } 2>/dev/null
+	{ exec {fd}>"$stage"; } 2>&"$io_fd"
 	rc=$?
 	set +C
 	if ((rc != 0)); then
@@ -650,17 +813,31 @@ stage_chunk() { # bytes
 			describe_file "$stage"
 			die "cannot create '$stage' afresh: it is $REPLY"
 		fi
-		die "cannot create '$stage'"
+		io_error
+		die "cannot create '$stage': $REPLY"
 	fi
 	# Only a race with whoever plants files here gets us something else.
 	if [[ -L $stage || ! -f /dev/fd/$fd ]]; then
 		exec {fd}>&-
 		die "cannot create '$stage' afresh: something else took its place"
 	fi
-	{ printf '%s' "$1" >&"$fd"; } 2>/dev/null
+	{ printf '%s' "$1" >&"$fd"; } 2>&"$io_fd"
 	rc=$?
 	exec {fd}>&-
-	((rc == 0)) || die "cannot write '$stage'"
+	if ((rc != 0)); then
+		io_error
+		die "cannot write '$stage': $REPLY"
+	fi
+}
+# The cause in the error message a command or builtin just wrote to io_fd
+# ("printf: write error: No space left on device"), in lower case, into
+# REPLY; 'unknown error' if it wrote none.
+io_error() {
+	local line='' last=''
+	while read -r -t 0 -u "$io_fd" && IFS= read -r -t 1 -u "$io_fd" line; do last=$line; done
+	last=${last##*: }
+	REPLY=${last,,}
+	REPLY=${REPLY:-unknown error}
 }
 
 # Rename F.__new__ onto F.  -T: a directory at F is an error, not a place to
@@ -985,14 +1162,31 @@ stop_producing() {
 # quickly, hence the change time (nanoseconds) and size as well.
 ID_FORMAT='%d:%i:%z:%s'
 
-# Copy the open chunk on fd $1 to stdout.  If the write fails (the reader is
-# gone) exit at once: that drops our lock, if any, and leaves F in place for
-# another consumer.  cat killed by SIGPIPE is a quiet 141.
+# Copy the open chunk on fd $1 to stdout.  If the write
+# fails (the reader is gone) exit at once: that drops our lock, if any, and
+# leaves F in place for another consumer.  cat killed by SIGPIPE is a quiet
+# 141.  A first signal meanwhile waits for the chunk to be written whole
+# (see on_signal); emitting stays 1 until the caller is done with it.
 emit() {
+	emit_fd=$1 emitting=1
 	run_child "${orphan_guard[@]}" cat <&"$1" && return 0
 	local rc=$?
 	((rc > 128)) || rc=1
 	exit "$rc"
+}
+# After a chunk is out (and off a back-pressure bus): exit if a signal came
+# while it was written.
+emitted() {
+	emitting=0 emit_fd=''
+	if ((stopping)); then exit "$stopping"; fi
+	return 0
+}
+
+# A chunk at F that we may not read would look like no chunk at all, and a
+# consumer would wait in silence for ever: one line and exit 1 instead.
+refuse_unreadable() {
+	if [[ -f $F && ! -L $F && ! -r $F ]]; then die "cannot read '$F': permission denied"; fi
+	return 0
 }
 
 # Lossy and lock-free: emit F whenever its identity changes.  The identity
@@ -1014,7 +1208,9 @@ consume_multicast() {
 				log "emitted chunk $last" 2
 			fi
 			exec {fd}<&-
+			emitted
 		fi # else no new chunk, or a back-pressure consumer just took it
+		refuse_unreadable
 		wait_for_bus
 	done
 }
@@ -1041,14 +1237,17 @@ consume_back_pressure() {
 				fi
 				# A chunk we could not write out stays for another consumer.
 				emit "$fd"
+				emitting=2
 				rm -f -- "$F"
 				exec {fd}<&-
 				unlock_bus
+				emitted
 				active
 				log "consumed a chunk" 2
 				continue
 			fi
 			unlock_bus # another consumer took it before we had the lock
+			refuse_unreadable
 		fi
 		wait_for_bus
 	done
