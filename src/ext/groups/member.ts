@@ -48,8 +48,8 @@ export interface GroupMemberOptions {
 
 /** Longest batch claimed in one turn of the group lock. */
 const MAX_BATCH = 64;
-/** A batch is sized to take about this long to deliver: a slow member (20 ms a chunk) takes one at a time, leaving the rest to the others. */
-const BATCH_MS = 1;
+/** A batch is sized to take about this long to deliver: a slow member (20 ms a chunk) takes one at a time, leaving the rest to the others; a fast one on a loaded machine (0.2-0.5 ms a chunk, time it is not scheduled included) still takes 10-25, so the group lock, the listing of claims and the claim file are paid per batch. */
+const BATCH_MS = 5;
 
 /** One claim file: a batch taken by this member, until all of it is delivered. */
 interface Claim {
@@ -88,8 +88,8 @@ export class GroupMember implements ClaimSource {
   #queue: Array<Pending | PendingPlain> = [];
   /** Claims this member holds, by id. */
   readonly #held = new Map<string, Claim>();
-  /** Milliseconds a chunk took from take to ack, smoothed: sizes the batches. */
-  #perChunkMs = 0.25;
+  /** Milliseconds a chunk took from take to ack, smoothed: sizes the batches. The first batch is one chunk, until a delivery was timed. */
+  #perChunkMs = BATCH_MS;
   #takenAt = 0;
   #waitingForHistory = false;
   #closed = false;
