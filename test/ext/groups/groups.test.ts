@@ -321,3 +321,30 @@ test('chunks published without history reach a group of 2 at most once, outside 
   expect(lines.filter((line) => line > 1000).sort((x, y) => x - y)).toEqual(Array.from({ length: 20 }, (_, i) => 1001 + i));
   for (const m of members) expect(m.stderr()).toBe('');
 }, 60_000);
+
+test('--wait-for-groups: a held producer behaves as a back-pressure one on SIGTERM: it keeps waiting to publish what it read; a second SIGTERM ends it and says how many bytes were not published', async () => {
+  const dir = tempDir();
+  const bus = path.join(dir, 'bus');
+  const out = path.join(dir, 'out');
+  const m = member(bus, 'slow', out);
+  await joined(bus, 'slow');
+  m.child.kill('SIGSTOP');
+  try {
+    const producer = filebus(['--filename', bus, '--history', '10', '--block-size', '6', '-v', 'producer', '--lines', '--wait-for-groups'], { stdin: 'pipe' });
+    producer.child.stdin!.write(numbered(1, 20));
+    await until(() => producer.stderr().includes('waiting for group slow'), 10_000, 'the producer to wait for the group');
+    producer.child.kill('SIGTERM');
+    await sleep(500);
+    // Still waiting to publish what it read.
+    expect(producer.child.exitCode).toBe(null);
+    expect(Number(fs.readFileSync(`${bus}.history/head`, 'latin1'))).toBeLessThanOrEqual(11);
+    producer.child.kill('SIGTERM');
+    expect(await producer.exited).toBe(143);
+    expect(producer.stderr()).toMatch(/filebus: stopped by a second signal: \d+ bytes read from standard input were not published\n$/);
+    const unpublished = Number(/: (\d+) bytes read/.exec(producer.stderr())![1]);
+    expect(unpublished).toBeGreaterThan(0);
+    expect(unpublished % 6).toBe(0);
+  } finally {
+    m.child.kill('SIGCONT');
+  }
+}, 60_000);
