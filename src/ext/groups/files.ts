@@ -4,6 +4,7 @@
  *
  *   F.groups/<NAME>/lock            the group's flock target
  *   F.groups/<NAME>/position        next sequence number to hand out (fixed-width record)
+ *   F.groups/<NAME>/plain           identity of the last chunk without history the group delivered
  *   F.groups/<NAME>/members/<id>    one per running member, held with an exclusive flock
  *   F.groups/<NAME>/claims/<id>.lock   one per batch taken, flocked by its taker; holds the attempts
  *   F.groups/<NAME>/claims/<id>.<seq>  a hard link of history entry <seq>, until delivered
@@ -37,6 +38,8 @@ export interface GroupPaths {
   readonly dir: string;
   readonly lock: string;
   readonly position: string;
+  /** The last chunk without history (one link at `F`) the group handed out: its identity, space-padded. */
+  readonly plain: string;
   readonly members: string;
   readonly claims: string;
 }
@@ -48,7 +51,7 @@ export function groupsDir(paths: Pick<BusPaths, 'file'>): string {
 
 export function groupPaths(paths: Pick<BusPaths, 'file'>, name: string): GroupPaths {
   const dir = path.join(groupsDir(paths), name);
-  return { name, dir, lock: path.join(dir, 'lock'), position: path.join(dir, 'position'), members: path.join(dir, 'members'), claims: path.join(dir, 'claims') };
+  return { name, dir, lock: path.join(dir, 'lock'), position: path.join(dir, 'position'), plain: path.join(dir, 'plain'), members: path.join(dir, 'members'), claims: path.join(dir, 'claims') };
 }
 
 /** The names of the groups of a bus (directories in `F.groups`); empty when there are none. */
@@ -96,6 +99,25 @@ export function recordBytes(n: number): Buffer {
   return Buffer.from(`${recordNumber(n)}\n`, 'latin1');
 }
 export const RECORD_LENGTH = RECORD_DIGITS + 1;
+
+/**
+ * Width of the `plain` record: an identity (device:inode:ctime-ns:size,
+ * at most 83 characters) padded with spaces, and a newline. Fixed, so one
+ * pwrite replaces it whole (see core/record-file.ts).
+ */
+export const PLAIN_LENGTH = 128;
+
+/** `identity` as a `plain` record. */
+export function plainBytes(identity: string): Buffer {
+  return Buffer.from(`${identity.slice(0, PLAIN_LENGTH - 1).padEnd(PLAIN_LENGTH - 1)}\n`, 'latin1');
+}
+
+/** The identity in the `plain` record open at `fd`; '' when there is none yet. */
+export function readPlainFd(fd: number): string {
+  const buffer = Buffer.allocUnsafe(PLAIN_LENGTH);
+  const n = preadStart(fd, buffer, PLAIN_LENGTH);
+  return n <= 0 ? '' : buffer.toString('latin1', 0, n).trim();
+}
 
 /** `F.history/head`: the last sequence number given, or undefined when there is no history yet. */
 export function historyHead(paths: Pick<BusPaths, 'history'>): number | undefined {

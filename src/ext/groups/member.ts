@@ -14,6 +14,13 @@
  * The group's `position` is the next number to hand out; it moves under
  * the group lock when a batch is claimed. What the group has not delivered
  * is therefore `position` and on, plus what the claims still hold.
+ *
+ * Chunks published without history (one link at `F`: the original
+ * filebus, a producer without `--history`) are outside the position: as in
+ * plain multicast, the group gets each at most once, if a member looks
+ * while it is at `F`. Under the group lock, the member that finds one whose
+ * identity differs from the group's `plain` record writes the record and
+ * delivers it; the others then find their own identity there.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -21,12 +28,13 @@ import { BusError, busError, errnoCode } from '../../errors.js';
 import type { Bus } from '../../core/bus.js';
 import type { ClaimSource, ClaimedChunk } from '../../core/extension.js';
 import { BusLock } from '../../core/lock.js';
-import { type ScratchBuffer, readChunk } from '../../core/read.js';
+import { checkRegular } from '../../core/checks.js';
+import { type ScratchBuffer, identityOf, readChunk } from '../../core/read.js';
 import { overwriteRecord } from '../../core/record-file.js';
 import { BUSY, untilFree } from '../../core/wait.js';
 import { type MissedChunks, entryName, historyWindow } from '../history/history.js';
 import { ENOENT, EWOULDBLOCK, LOCK_EX, LOCK_NB, errnoError, flock, link, lstatIdentity, unlink } from '../../sys/libc.js';
-import { type GroupPaths, RECORD_LENGTH, groupPaths, groupsDir, historyHead, parseGroupName, readRecordFd, recordBytes } from './files.js';
+import { type GroupPaths, PLAIN_LENGTH, RECORD_LENGTH, groupPaths, groupsDir, historyHead, parseGroupName, plainBytes, readPlainFd, readRecordFd, recordBytes } from './files.js';
 
 export interface GroupMemberOptions {
   /** A group made by this member starts at the oldest chunk kept instead of the newest. */
@@ -40,8 +48,8 @@ export interface GroupMemberOptions {
 
 /** Longest batch claimed in one turn of the group lock. */
 const MAX_BATCH = 64;
-/** A batch is sized to take about this long to deliver: a slow member (20 ms a chunk) takes one at a time, leaving the rest to the others. */
-const BATCH_MS = 1;
+/** A batch is sized to take about this long to deliver: a slow member (20 ms a chunk) takes one at a time, leaving the rest to the others; a fast one on a loaded machine (0.2-0.5 ms a chunk, time it is not scheduled included) still takes 10-25, so the group lock, the listing of claims and the claim file are paid per batch. */
+const BATCH_MS = 5;
 
 /** One claim file: a batch taken by this member, until all of it is delivered. */
 interface Claim {
@@ -50,10 +58,17 @@ interface Claim {
   remaining: number;
 }
 
+/** A chunk of a claim, to deliver and then unlink. */
 interface Pending {
   readonly seq: number;
   readonly claim: Claim;
   readonly attempts: number;
+}
+
+/** A chunk without history, copied from `F` when the group took it: nothing to acknowledge. */
+interface PendingPlain {
+  readonly plain: Buffer;
+  readonly identity: string;
 }
 
 const O_FLAGS = fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
@@ -64,14 +79,17 @@ export class GroupMember implements ClaimSource {
   readonly #options: GroupMemberOptions;
   readonly #lock: BusLock;
   #positionFd = -1;
+  #plainFd = -1;
+  /** The last identity of a chunk without history this member saw the group take (it or another member). */
+  #plainSeen = '';
   #memberFd = -1;
   #memberFile = '';
   /** Chunks claimed and not yet handed out, in order. */
-  #queue: Pending[] = [];
+  #queue: Array<Pending | PendingPlain> = [];
   /** Claims this member holds, by id. */
   readonly #held = new Map<string, Claim>();
-  /** Milliseconds a chunk took from take to ack, smoothed: sizes the batches. */
-  #perChunkMs = 0.25;
+  /** Milliseconds a chunk took from take to ack, smoothed: sizes the batches. The first batch is one chunk, until a delivery was timed. */
+  #perChunkMs = BATCH_MS;
   #takenAt = 0;
   #waitingForHistory = false;
   #closed = false;
@@ -100,6 +118,7 @@ export class GroupMember implements ClaimSource {
     try {
       this.#positionFd = openRecord(g.position);
       if (readRecordFd(this.#positionFd) === undefined) this.#writePosition(this.#startPosition());
+      this.#plainFd = openRecord(g.plain);
       this.#join();
     } finally {
       this.#lock.release();
@@ -113,7 +132,7 @@ export class GroupMember implements ClaimSource {
     for (;;) {
       const next = this.#queue.shift();
       if (next !== undefined) {
-        const chunk = this.#read(next);
+        const chunk = 'plain' in next ? plainChunk(next, this.#queue) : this.#read(next);
         if (chunk !== undefined) return chunk;
         continue;
       }
@@ -133,6 +152,7 @@ export class GroupMember implements ClaimSource {
       fs.closeSync(this.#memberFd);
     }
     if (this.#positionFd >= 0) fs.closeSync(this.#positionFd);
+    if (this.#plainFd >= 0) fs.closeSync(this.#plainFd);
     this.#lock.close();
   }
 
@@ -168,7 +188,8 @@ export class GroupMember implements ClaimSource {
     if (!this.#lock.tryAcquire()) return BUSY;
     try {
       this.#takeOver();
-      if (this.#queue.length === 0) this.#claim();
+      // Every chunk of the history taken, in order: a chunk without history at F came after them.
+      if (this.#queue.length === 0 && this.#claim()) this.#takePlain();
     } finally {
       this.#lock.release();
     }
@@ -186,6 +207,7 @@ export class GroupMember implements ClaimSource {
     }
     if (names.length === 0) return;
     let highest = 0;
+    const taken: Pending[] = [];
     for (const name of names) {
       if (!name.endsWith('.lock')) continue;
       const id = name.slice(0, -5);
@@ -214,24 +236,27 @@ export class GroupMember implements ClaimSource {
       overwriteRecord(fd, recordBytes(attempts), RECORD_LENGTH, file);
       const claim: Claim = { id, fd, remaining: seqs.length };
       this.#held.set(id, claim);
-      for (const seq of seqs) this.#queue.push({ seq, claim, attempts });
+      for (const seq of seqs) taken.push({ seq, claim, attempts });
       highest = Math.max(highest, seqs.at(-1)!);
       this.#options.log?.(`took over ${seqs.length} chunk(s) (seq ${seqs[0]}-${seqs.at(-1)}) from a member of group ${this.#g.name} that stopped`);
     }
-    if (this.#queue.length === 0) return;
-    this.#queue.sort((a, b) => a.seq - b.seq);
+    if (taken.length === 0) return;
+    this.#queue.push(...taken.sort((a, b) => a.seq - b.seq));
     // A member killed after linking a batch and before moving the position: go on after it.
     const position = this.#readPosition();
     if (highest >= position) this.#writePosition(highest + 1);
   }
 
-  /** Claims the next chunks from the position on, as many as the batch size, all there are at most. */
-  #claim(): void {
+  /**
+   * Claims the next chunks from the position on, as many as the batch size,
+   * all there are at most. True when it took every chunk the history has.
+   */
+  #claim(): boolean {
     const { history } = this.#bus.options.paths;
     let position = this.#readPosition();
     if (!this.#entryExists(position)) {
       const from = this.#skipMissed(position);
-      if (from === undefined) return;
+      if (from === undefined) return true;
       position = from;
     }
     if (this.#waitingForHistory) this.#options.log?.(`group ${this.#g.name}: the history is there; starting from seq ${position}`);
@@ -265,10 +290,36 @@ export class GroupMember implements ClaimSource {
       // Pruned between the look and the link: the next turn reports it.
       unlink(lockFile);
       fs.closeSync(fd);
-      return;
+      return false;
     }
     this.#held.set(id, claim);
     this.#writePosition(seq);
+    return seq < position + batch;
+  }
+
+  /**
+   * Under the group lock: a chunk without history at `F` (one link) that
+   * the group has not taken yet is this member's, at most once for the
+   * group: its identity goes into the `plain` record before it is handed
+   * out, so a member killed meanwhile loses it rather than lets it come
+   * twice, as a plain multicast consumer would.
+   */
+  #takePlain(): void {
+    const { file } = this.#bus.options.paths;
+    const st = fs.lstatSync(file, { bigint: true, throwIfNoEntry: false });
+    if (st === undefined || st.nlink !== 1n) return;
+    checkRegular(file, st);
+    const identity = identityOf(st);
+    if (identity === this.#plainSeen) return;
+    this.#plainSeen = readPlainFd(this.#plainFd);
+    if (identity === this.#plainSeen) return;
+    // Its own buffer: the batch before it may still be read into the scratch one.
+    const chunk = readChunk(file, undefined, this.#options.sizeMayBeStale);
+    // Replaced since the lstat: the publish that replaced it wakes us again.
+    if (chunk === undefined || chunk.identity !== identity || chunk.links !== 1) return;
+    overwriteRecord(this.#plainFd, plainBytes(identity), PLAIN_LENGTH, this.#g.plain);
+    this.#plainSeen = identity;
+    if (chunk.data.length > 0) this.#queue.push({ plain: chunk.data, identity });
   }
 
   /**
@@ -346,6 +397,25 @@ export class GroupMember implements ClaimSource {
   #writePosition(position: number): void {
     overwriteRecord(this.#positionFd, recordBytes(position), RECORD_LENGTH, this.#g.position);
   }
+}
+
+/** A chunk without history as a claimed chunk: delivered at most once, so its ack has nothing to do. */
+function plainChunk(pending: PendingPlain, queue: Array<Pending | PendingPlain>): ClaimedChunk {
+  let done = false;
+  return {
+    data: pending.plain,
+    id: `plain ${pending.identity}`,
+    attempts: 1,
+    ack: () => {
+      done = true;
+    },
+    release: () => {
+      if (done) return;
+      done = true;
+      // Kept by this member only: it is lost if this member stops first (at most once).
+      queue.unshift(pending);
+    },
+  };
 }
 
 /** Opens (creating) a record file for reading and writing, never through a link. */

@@ -280,3 +280,71 @@ test('bad group names and options are one usage line', async () => {
     expect(hasStackTrace(p.stderr())).toBe(false);
   }
 });
+
+test('chunks published without history reach a group of 2 at most once, outside its position; history chunks before and after come exactly once', async () => {
+  const dir = tempDir();
+  const bus = path.join(dir, 'bus');
+  const outs = [path.join(dir, 'a'), path.join(dir, 'b')];
+  const members = outs.map((out) => member(bus, 'g', out));
+  await joined(bus, 'g', 2);
+  const all = () => outs.flatMap(linesOf);
+  const historyArgs = ['--filename', bus, '--history', '1000', '--block-size', '6'];
+  const before = path.join(dir, 'before');
+  fs.writeFileSync(before, numbered(1, 100));
+  expect(await producerFromFile(historyArgs, before).exited).toBe(0);
+  await until(() => all().length >= 100, 10_000, 'the first history chunks');
+  const positionBefore = Number(fs.readFileSync(`${bus}.groups/g/position`, 'latin1'));
+
+  // The original filebus's way: no history, each chunk has one link at F.
+  // Each waits at F until the next publish; the next is written once the group has it, so none is missed under load.
+  const plain = filebus(['--filename', bus, '--block-size', '6', 'producer', '--lines'], { stdin: 'pipe' });
+  for (let line = 1001; line <= 1020; line++) {
+    plain.child.stdin!.write(numbered(line, 1));
+    await until(() => all().includes(line), 10_000, `plain chunk ${line}`);
+  }
+  plain.child.stdin!.end();
+  expect(await plain.exited, plain.stderr()).toBe(0);
+  await sleep(300); // a second delivery would show up now
+  // Outside the group's position: it still points at the next history chunk.
+  expect(Number(fs.readFileSync(`${bus}.groups/g/position`, 'latin1'))).toBe(positionBefore);
+
+  const after = path.join(dir, 'after');
+  fs.writeFileSync(after, numbered(101, 100));
+  expect(await producerFromFile(historyArgs, after).exited).toBe(0);
+  await until(() => all().filter((line) => line <= 200).length >= 200, 10_000, 'the later history chunks');
+  await sleep(300);
+
+  const lines = all();
+  const history = lines.filter((line) => line <= 200).sort((x, y) => x - y);
+  expect(history).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
+  // At most once for the group, though both members were waiting for each.
+  expect(lines.filter((line) => line > 1000).sort((x, y) => x - y)).toEqual(Array.from({ length: 20 }, (_, i) => 1001 + i));
+  for (const m of members) expect(m.stderr()).toBe('');
+}, 60_000);
+
+test('--wait-for-groups: a held producer behaves as a back-pressure one on SIGTERM: it keeps waiting to publish what it read; a second SIGTERM ends it and says how many bytes were not published', async () => {
+  const dir = tempDir();
+  const bus = path.join(dir, 'bus');
+  const out = path.join(dir, 'out');
+  const m = member(bus, 'slow', out);
+  await joined(bus, 'slow');
+  m.child.kill('SIGSTOP');
+  try {
+    const producer = filebus(['--filename', bus, '--history', '10', '--block-size', '6', '-v', 'producer', '--lines', '--wait-for-groups'], { stdin: 'pipe' });
+    producer.child.stdin!.write(numbered(1, 20));
+    await until(() => producer.stderr().includes('waiting for group slow'), 10_000, 'the producer to wait for the group');
+    producer.child.kill('SIGTERM');
+    await sleep(500);
+    // Still waiting to publish what it read.
+    expect(producer.child.exitCode).toBe(null);
+    expect(Number(fs.readFileSync(`${bus}.history/head`, 'latin1'))).toBeLessThanOrEqual(11);
+    producer.child.kill('SIGTERM');
+    expect(await producer.exited).toBe(143);
+    expect(producer.stderr()).toMatch(/filebus: stopped by a second signal: \d+ bytes read from standard input were not published\n$/);
+    const unpublished = Number(/: (\d+) bytes read/.exec(producer.stderr())![1]);
+    expect(unpublished).toBeGreaterThan(0);
+    expect(unpublished % 6).toBe(0);
+  } finally {
+    m.child.kill('SIGCONT');
+  }
+}, 60_000);
