@@ -16,7 +16,7 @@ import path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { type Impl, type Proc, filebus, sleep, tempDir, until, within } from '../helpers.js';
 
-// 'ts' joins when the TypeScript consumer gets the same fix (another change).
+// The TypeScript consumer is tested the same way in test/signals/backpressure-output.test.ts (it waits in poll(2), not in a blocking write).
 const impls: Impl[] = ['bash'];
 
 /** A FIFO held open for reading and writing by this process: its writer never sees EPIPE, its reader never sees end of file. */
