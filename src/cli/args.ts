@@ -325,7 +325,7 @@ function checkOptionsKnown(argv: Record<string, unknown>, args: string[], role: 
   const known = new Set(['_', '$0', ...names(globalOptions, role && globalsOf[role]), ...names(own)]);
   for (const name of Object.keys(argv)) {
     if (known.has(name)) continue;
-    const flag = spelled(name, args);
+    const flag = spelled(name, args, argv[name] === false);
     if (names(globalOptions).includes(name)) throw new UsageError(`${flag} does not apply to ${role}`);
     const owner = commands.find((other) => names(commandOptions[other]).includes(name));
     if (owner) throw new UsageError(`${flag} is an option of ${owner}${role ? `, not of ${role}` : `: put it after '${owner}'`}`);
@@ -339,13 +339,15 @@ function checkValuesGiven(argv: Record<string, unknown>, args: string[]): void {
   for (const [name, spec] of Object.entries(allOptions)) {
     if (spec.type !== 'string' || name === 'history') continue;
     if (argv[name] === '') throw new UsageError(`option '--${name}' needs a value`);
-    if (argv[name] === false) throw new UsageError(`${spelled(name, args)} is not an option: --${name} takes a value`);
+    if (argv[name] === false) throw new UsageError(`${spelled(name, args, true)} is not an option: --${name} takes a value`);
   }
 }
 
-/** The option `name` as the command line spelled it (`--no-x`, `-x`), for messages. */
-function spelled(name: string, args: string[]): string {
-  const long = args.find((arg) => new RegExp(`^--(no-)?${name.replace(/[^\w-]/g, '\\$&')}(=|$)`).test(arg));
+/** The option `name` as the command line spelled it (`--no-x` first when `negated`, `-x`), for messages. */
+function spelled(name: string, args: string[], negated = false): string {
+  const escaped = name.replace(/[^\w-]/g, '\\$&');
+  const spelling = (pattern: string) => args.find((arg) => new RegExp(`^--${pattern}${escaped}(=|$)`).test(arg));
+  const long = (negated ? spelling('no-') : undefined) ?? spelling('(no-)?');
   if (long) return long.split('=')[0]!;
   return name.length === 1 ? `-${name}` : `--${name}`;
 }
