@@ -55,7 +55,8 @@ async function startShell(shell: 'bash' | 'zsh'): Promise<Shell> {
   tmux('-f', '/dev/null', 'new-session', '-d', '-s', 'test', '-x', '160', '-y', '40', 'env', '-i', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), ...command);
 
   const screen = () => tmux('capture-pane', '-p', '-t', 'test').split('\n').map((line) => line.trimEnd());
-  const waitFor = async (predicate: (lines: string[]) => boolean, what: string, timeoutMs = 15_000) => {
+  // Generous: every Tab starts a Node process, which a loaded machine can take seconds over.
+  const waitFor = async (predicate: (lines: string[]) => boolean, what: string, timeoutMs = 30_000) => {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const lines = screen();
@@ -103,7 +104,8 @@ const listed: Array<[string, string[]]> = [
 ];
 
 describe.each(['bash', 'zsh'] as const)('%s', (shell) => {
-  test.skipIf(!has('tmux') || !has(shell))('Tab completes commands, options and --impl values; never an error on the line', async () => {
+  // Ten command lines, a Node process per Tab: a time limit for a loaded machine, not a speed target.
+  test.skipIf(!has('tmux') || !has(shell))('Tab completes commands, options and --impl values; never an error on the line', { timeout: 300_000 }, async () => {
     const sh = await startShell(shell);
     for (const [typed, expected] of completed) {
       await sh.reset();
