@@ -116,7 +116,14 @@ export const MAX_SLEEP_INTERVAL = 3600;
 /** Largest --producers: far beyond any real queue, and a count no file can garble. */
 const MAX_PRODUCERS = 1_000_000;
 
-/** A whole number in [1, max] from a flag, the environment or the API, or a UsageError in filebus's words. */
+/**
+ * The checks below take the name to put in their messages: the library's
+ * field (`blockSize`) by default, the flag (`--block-size`) from the
+ * command line. Library errors name the API's fields; the command's name
+ * its flags.
+ */
+
+/** A whole number in [1, max], or a UsageError in filebus's words. */
 function parseCount(option: string, what: string, max: number, maxText: string, value: unknown): number {
   const n = typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value;
   if (typeof n !== 'number' || !Number.isSafeInteger(n) || n <= 0) {
@@ -127,22 +134,22 @@ function parseCount(option: string, what: string, max: number, maxText: string, 
 }
 
 /** Checks a block size from a flag, the environment or the API. */
-export function parseBlockSize(value: unknown): number {
-  return parseCount('--block-size', ' of bytes', MAX_BLOCK_SIZE, `${MAX_BLOCK_SIZE} (1 GiB)`, value);
+export function parseBlockSize(value: unknown, name = 'blockSize'): number {
+  return parseCount(name, ' of bytes', MAX_BLOCK_SIZE, `${MAX_BLOCK_SIZE} (1 GiB)`, value);
 }
 
 /** Checks a count of producers (`--producers`, see BusOptions.producers). */
-export function parseProducers(value: unknown): number {
-  return parseCount('--producers', '', MAX_PRODUCERS, String(MAX_PRODUCERS), value);
+export function parseProducers(value: unknown, name = 'producers'): number {
+  return parseCount(name, '', MAX_PRODUCERS, String(MAX_PRODUCERS), value);
 }
 
 /** Checks a sleep interval (seconds, fractions allowed). */
-export function parseSleepInterval(value: unknown): number {
+export function parseSleepInterval(value: unknown, name = 'sleepInterval'): number {
   const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
   if (typeof n !== 'number' || !Number.isFinite(n) || n < 0) {
-    throw new UsageError(`--sleep-interval must be a number of seconds >= 0, got '${String(value)}'`);
+    throw new UsageError(`${name} must be a number of seconds >= 0, got '${String(value)}'`);
   }
-  if (n > MAX_SLEEP_INTERVAL) throw new UsageError(`--sleep-interval must be at most ${MAX_SLEEP_INTERVAL} seconds, got '${String(value)}'`);
+  if (n > MAX_SLEEP_INTERVAL) throw new UsageError(`${name} must be at most ${MAX_SLEEP_INTERVAL} seconds, got '${String(value)}'`);
   return n;
 }
 
@@ -150,12 +157,12 @@ export function parseSleepInterval(value: unknown): number {
 const MAX_HISTORY = 1_000_000;
 
 /** Checks a history window (a count of chunks; 0 turns the history off). */
-export function parseHistory(value: unknown): number {
+export function parseHistory(value: unknown, name = 'history'): number {
   const n = typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value;
   if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) {
-    throw new UsageError(`--history must be a whole number of chunks >= 0, got '${String(value)}'`);
+    throw new UsageError(`${name} must be a whole number of chunks >= 0, got '${String(value)}'`);
   }
-  if (n > MAX_HISTORY) throw new UsageError(`--history must be at most ${MAX_HISTORY} chunks, got '${String(value)}'`);
+  if (n > MAX_HISTORY) throw new UsageError(`${name} must be at most ${MAX_HISTORY} chunks, got '${String(value)}'`);
   return n;
 }
 
@@ -183,7 +190,7 @@ export function busPaths(filename: string): BusPaths {
 
 export function resolveOptions(options: BusOptions): ResolvedOptions {
   if (typeof options.filename !== 'string' || options.filename === '') {
-    throw new UsageError('a bus file is required: pass --filename FILE or set FILEBUS_FILENAME');
+    throw new UsageError('filename is required: the path of the bus file');
   }
   const sleepInterval = parseSleepInterval(options.sleepInterval ?? defaults.sleepInterval);
   const backPressure = options.backPressure ?? false;
@@ -191,10 +198,10 @@ export function resolveOptions(options: BusOptions): ResolvedOptions {
   const replay = options.replay ?? false;
   // A work queue already hands every chunk to one consumer and removes it;
   // a window of old chunks beside it would only be read by nobody.
-  if (backPressure && history > 0) throw new UsageError('--history is for multicast buses; a back-pressure bus already delivers every chunk');
-  if (backPressure && replay) throw new UsageError('--replay is for multicast consumers; a back-pressure bus keeps no history');
+  if (backPressure && history > 0) throw new UsageError('history is for multicast buses; with backPressure every chunk is already delivered');
+  if (backPressure && replay) throw new UsageError('replay is for multicast consumers; with backPressure the bus keeps no history');
   const producers = parseProducers(options.producers ?? 1);
-  if (!backPressure && producers > 1) throw new UsageError('--producers counts end-of-stream chunks, which only --back-pressure has');
+  if (!backPressure && producers > 1) throw new UsageError('producers counts end-of-stream chunks, which only backPressure has');
   return {
     paths: busPaths(options.filename),
     backPressure,

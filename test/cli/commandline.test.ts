@@ -246,7 +246,7 @@ describe('completion', () => {
 });
 
 test('parsing is pure: the FILEBUS_* variables come from the env given, process.env is neither read nor written', async () => {
-  // The built module: it loads the yargs bundle from dist/vendor.
+  // The built module, as the command runs it.
   const { parseCommandLine } = (await import(path.join(root, 'dist/src/cli/args.js'))) as typeof import('../../src/cli/args.js');
   const saved = process.env;
   // Frozen: any write to it throws. Its FILEBUS_LINES must not leak into the parse either.
@@ -256,7 +256,9 @@ test('parsing is pure: the FILEBUS_* variables come from the env given, process.
     const producer = parseCommandLine(['producer'], env);
     expect(producer).toMatchObject({ kind: 'run', command: 'producer', options: { filename: '/tmp/bus', blockSize: 10, backPressure: true, records: 'null' } });
     const consumer = parseCommandLine(['--block-size', '12', 'consumer'], env);
-    expect(consumer).toMatchObject({ kind: 'run', command: 'consumer', options: { filename: '/tmp/bus', blockSize: 12, backPressure: true, replay: false } });
+    expect(consumer).toMatchObject({ kind: 'run', command: 'consumer', options: { filename: '/tmp/bus', blockSize: 12, backPressure: true } });
+    // FILEBUS_REPLAY does not apply to a back-pressure consumer: ignored.
+    expect(consumer).not.toHaveProperty('options.replay');
     expect(parseCommandLine(['producer'], { FILEBUS_FILENAME: '/tmp/bus' })).toMatchObject({ options: { blockSize: 4096, backPressure: false, records: 'bytes' } });
   } finally {
     process.env = saved;
