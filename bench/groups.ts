@@ -19,7 +19,7 @@ import { cli, filebus } from './harness/commands.js';
 import { type Context, roundsOf } from './harness/context.js';
 import { textFile } from './harness/data.js';
 import { alternate, now, summarize } from './harness/measure.js';
-import { type Child, start, stopAll, within } from './harness/processes.js';
+import { type Child, start, stopAll, within } from '../test/support/processes.js';
 import { type PartResult, emptyResult, target } from './harness/report.js';
 
 const KiB = 1024;

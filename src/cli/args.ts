@@ -200,8 +200,7 @@ export function parseCommandLine(args: string[], env: NodeJS.ProcessEnv): Invoca
   // Help: what yargs printed.
   if (output !== '') return { kind: 'print', text: `${output}\n` };
 
-  // `group remove NAME`: its words are positionals of the group command.
-  const positionals = [...(argv._ as unknown[]), ...((argv.words as unknown[] | undefined) ?? [])].map(String);
+  const positionals = (argv._ as unknown[]).map(String);
   const role = roles.find((name) => name === positionals[0]);
   if (role === undefined && positionals.length > 0) {
     const suggestion = closest(positionals[0]!, roles);
@@ -294,7 +293,8 @@ function parser(): Argv {
     .epilogue(epilogue)
     .wrap(null);
   for (const command of commands) {
-    y = y.command(command === 'group' ? 'group [words..]' : command, commandDescriptions[command], (sub: Argv) =>
+    // `group remove NAME`: its words stay positionals (in `_`), as yargs runs without `strict`.
+    y = y.command(command, commandDescriptions[command], (sub: Argv) =>
       sub
         .usage(`Usage: $0 [options] ${command} [command options]\n\n${commandHelp[command]}`)
         .options(commandOptions[command])

@@ -84,7 +84,7 @@ async function startShell(shell: 'bash' | 'zsh'): Promise<Shell> {
 }
 
 /** The command line being edited: the last line that starts with the prompt. */
-const commandLine = (lines: string[]) => lines.findLast((line) => line.startsWith('$ '))?.slice(2).trimEnd();
+const commandLine = (lines: string[]) => [...lines].reverse().find((line) => line.startsWith('$ '))?.slice(2).trimEnd();
 
 // What is typed, and the line after one Tab.
 const completed: Array<[string, string]> = [

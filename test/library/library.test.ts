@@ -145,7 +145,7 @@ test.each([0, 1.5, -5, Number.NaN])('createProducer({ blockSize: %s }) throws a 
     thrown = error;
   }
   expect(thrown).toBeInstanceOf(Error);
-  expect((thrown as Error).message).toMatch(/block-size/);
+  expect((thrown as Error).message).toMatch(/blockSize/);
   expect((thrown as Error).name).toBe('UsageError');
   expect((thrown as { exitCode: number }).exitCode).toBe(2);
 });
@@ -154,10 +154,10 @@ test('createProducer without a filename, or with a bad option, throws a UsageErr
   // A bus in a directory that does not exist yet: opening the bus would create it.
   const dir = path.join(tempDir(), 'sub');
   const bus = path.join(dir, 'bus');
-  expect(() => createProducer({ filename: '' })).toThrow(/bus file is required/);
-  expect(() => createProducer({ filename: bus, sleepInterval: -1 })).toThrow(/sleep-interval/);
-  expect(() => createProducer({ filename: bus, sleepInterval: 1e9 })).toThrow(/sleep-interval/);
-  expect(() => createProducer({ filename: bus, blockSize: 2 ** 40 })).toThrow(/block-size/);
+  expect(() => createProducer({ filename: '' })).toThrow(/filename is required/);
+  expect(() => createProducer({ filename: bus, sleepInterval: -1 })).toThrow(/sleepInterval/);
+  expect(() => createProducer({ filename: bus, sleepInterval: 1e9 })).toThrow(/sleepInterval/);
+  expect(() => createProducer({ filename: bus, blockSize: 2 ** 40 })).toThrow(/blockSize/);
   await expect(consume({ filename: bus, backPressure: true, producers: 0 }, async () => {})).rejects.toThrow(/producers/);
   expect(fs.existsSync(dir)).toBe(false);
 });
