@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect, test } from 'vitest';
-import { bashCli, childrenOf, filebus, running, tempDir, until } from '../helpers.js';
+import { bashCli, childrenOf, exists, filebus, tempDir, until } from '../helpers.js';
 
 const has = (command: string) => spawnSync('sh', ['-c', `command -v ${command}`]).status === 0;
 const hasShellcheck = has('shellcheck');
@@ -53,16 +53,16 @@ test.each([
   producer.child.stdin!.write('ready\n');
   await consumer.waitFor((out) => out.includes('ready\n'));
   const pid = consumer.child.pid!;
-  const children = childrenOf(pid).map((child) => child.pid);
+  const children = childrenOf(pid, { zombies: true }).map((child) => child.pid);
   // The consumer waits through an inotifywait child. CI installs
   // inotify-tools (.ci/run), so this is asserted, never skipped.
   expect(has('inotifywait')).toBe(true);
   expect(children.length).toBeGreaterThan(0);
   consumer.child.kill(signal);
   expect(await consumer.exited).toBe(status);
-  await until(() => children.every((child) => !running(child)), 3000, 'the consumer’s children to end');
+  await until(() => children.every((child) => !exists(child)), 3000, 'the consumer’s children to end');
   // The producer, in the same process group, was not touched.
-  expect(running(producer.child.pid!)).toBe(true);
+  expect(exists(producer.child.pid!)).toBe(true);
   producer.child.stdin!.end();
   expect(await producer.exited).toBe(0);
 });

@@ -330,6 +330,16 @@ export function commandOf(pid: number): string {
   }
 }
 
+/** True while the process `pid` exists at all, a zombie not yet reaped included (kill -0). */
+export function exists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** False once `pid` has exited (gone, or a zombie not yet reaped). */
 export function running(pid: number): boolean {
   try {
@@ -339,15 +349,15 @@ export function running(pid: number): boolean {
   }
 }
 
-/** Live (not zombie) direct children of `pid`, from the ppid field of /proc/N/stat. */
-export function childrenOf(pid: number): Array<{ pid: number; comm: string }> {
+/** Direct children of `pid`, from the ppid field of /proc/N/stat: live ones, and zombies too if asked. */
+export function childrenOf(pid: number, { zombies = false } = {}): Array<{ pid: number; comm: string }> {
   const found: Array<{ pid: number; comm: string }> = [];
   for (const entry of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
       const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(ppid) === pid && state !== 'Z') found.push({ pid: Number(entry), comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) });
+      if (Number(ppid) === pid && (zombies || state !== 'Z')) found.push({ pid: Number(entry), comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) });
     } catch {
       // gone meanwhile
     }
