@@ -13,6 +13,7 @@ import type { Argv, Options } from 'yargs';
 import { UsageError } from '../errors.js';
 import { type BusOptions, MAX_BLOCK_SIZE, MAX_SLEEP_INTERVAL, defaults, parseBlockSize, parseHistory, parseProducers, parseSleepInterval } from '../options.js';
 import { closest } from './suggest.js';
+import { DEFAULT_ATTEMPTS, parseJobs, parseRetries } from '../ext/exec/options.js';
 import { loadYargs } from './yargs.js';
 
 const require = createRequire(import.meta.url);
@@ -26,8 +27,11 @@ export type Invocation =
   | { kind: 'print'; text: string }
   /** Hand the untouched command line to the bash implementation, which answers --help and --version itself too. */
   | { kind: 'bash' }
-  | { kind: 'run'; command: 'producer' | 'consumer'; options: BusOptions & { blockSize: number }; verbose: number }
+  | { kind: 'run'; command: 'producer' | 'consumer'; options: BusOptions & { blockSize: number } & ExecFlags; verbose: number }
   | { kind: 'status'; filename: string; json: boolean; verbose: number };
+
+/** `consumer --exec CMD [--jobs N] [--retries N]` (src/ext/exec/). */
+export interface ExecFlags { exec?: string; jobs?: number; retries?: number }
 
 type OptionTable = Record<string, Options>;
 
@@ -89,6 +93,9 @@ const commandOptions: Record<Command, OptionTable> = {
       requiresArg: true,
       describe: 'N: back pressure: the stream ends after N\nend-of-stream chunks (one per producer),\ncounted by all consumers together\n(default 1, at most 1000000)',
     },
+    exec: { type: 'string', requiresArg: true, describe: "CMD: back pressure: run '/bin/sh -c CMD' per\nchunk, the chunk on its stdin; the chunk\nleaves the bus when CMD exits 0" },
+    jobs: { type: 'string', requiresArg: true, describe: 'N: with --exec, up to N jobs at once\n(default 1)' },
+    retries: { type: 'string', requiresArg: true, describe: 'N: with --exec, attempts in all before a\nchunk goes to F.dead/ (default 3)' },
   },
   status: {
     json: { type: 'boolean', describe: 'print the status as one JSON object' },
@@ -170,7 +177,7 @@ export function parseCommandLine(args: string[], env: NodeJS.ProcessEnv): Invoca
   if (command === 'status') return { kind: 'status', filename, json: argv.json === true, verbose };
   if (command === undefined) throw new UsageError(`unknown command '${positionals[0]}'`);
 
-  const options: BusOptions & { blockSize: number } = {
+  const options: BusOptions & { blockSize: number } & ExecFlags = {
     filename,
     backPressure: argv['back-pressure'] === true,
     blockSize: parseBlockSize(argv['block-size'] ?? defaults.blockSize),
@@ -185,8 +192,16 @@ export function parseCommandLine(args: string[], env: NodeJS.ProcessEnv): Invoca
   } else {
     if (argv.replay !== undefined) options.replay = argv.replay === true;
     if (argv.producers !== undefined) options.producers = parseProducers(argv.producers);
+    if (argv.exec !== undefined) Object.assign(options, execFlags(argv));
+    else if (argv.jobs !== undefined || argv.retries !== undefined) throw new UsageError('--jobs and --retries go with --exec CMD');
   }
   return { kind: 'run', command, options, verbose };
+}
+
+function execFlags(argv: Record<string, unknown>): ExecFlags {
+  if (argv['back-pressure'] !== true) throw new UsageError('--exec needs a --back-pressure bus: each chunk must go to one consumer');
+  if (typeof argv.exec !== 'string' || argv.exec.trim() === '') throw new UsageError('--exec needs a command');
+  return { exec: argv.exec, jobs: parseJobs(argv.jobs ?? 1), retries: parseRetries(argv.retries ?? DEFAULT_ATTEMPTS) };
 }
 
 function parser(env: NodeJS.ProcessEnv): Argv {
