@@ -11,6 +11,8 @@ import { refuseLink } from './core/checks.js';
 import { HistoryCursor, type MissedChunks } from './ext/history/history.js';
 import type { BusOptions } from './options.js';
 import { ScratchBuffer } from './core/read.js';
+import { consumeClaimed } from './ext/exec/consume.js';
+import type { ClaimedChunk } from './ext/claims/source.js';
 
 export type { Deliver } from './backpressure.js';
 export type { MissedChunks } from './ext/history/history.js';
@@ -28,6 +30,20 @@ export interface ConsumeOptions extends BusOptions {
    * before this consumer read them, before the chunk that follows them.
    */
   onMissed?: (missed: MissedChunks) => void;
+  /**
+   * Back pressure: claim each chunk and call `deliver` on up to `jobs` chunks
+   * at once (docs/protocol.md, "Extension: claims"). A chunk leaves the bus
+   * when its `deliver` resolves; a rejection is a failed attempt. Setting
+   * `jobs` or `retries` turns claims on. Default 1.
+   */
+  jobs?: number;
+  /**
+   * With claims: attempts in all per chunk before it moves to the dead
+   * letters in `F.dead/`. Default 3.
+   */
+  retries?: number;
+  /** With claims: one line per failed attempt (which chunk, why, where it went). Default: `log`. */
+  onFailure?: (line: string) => void;
 }
 
 /**
@@ -38,12 +54,20 @@ export interface ConsumeOptions extends BusOptions {
  * a slow reader costs missed chunks, never memory.
  */
 export async function consume(options: ConsumeOptions, deliver: Deliver): Promise<void> {
-  const bus = openBus(options, { writes: options.backPressure === true, waitsFor: 'arrival' });
+  const claimed = options.jobs !== undefined || options.retries !== undefined;
+  // Jobs run on the event loop: a wait that blocks the thread would hold them up.
+  const bus = openBus(claimed ? { ...options, blockingWait: false } : options, { writes: options.backPressure === true, waitsFor: 'arrival' });
   // No role follows a link at F.history, history reader or not.
   refuseLink(bus.options.paths.history);
   const scratch = options.reuseBuffers ? new ScratchBuffer({ collect: bus.options.blockingWait }) : undefined;
   try {
-    if (bus.options.backPressure) await consumeQueue(bus, deliver, options.signal, scratch);
+    if (claimed) {
+      const run = async (chunk: ClaimedChunk) => {
+        await deliver(chunk.data);
+        return undefined;
+      };
+      await consumeClaimed(bus, run, { jobs: options.jobs, retries: options.retries, signal: options.signal, report: options.onFailure ?? bus.options.log });
+    } else if (bus.options.backPressure) await consumeQueue(bus, deliver, options.signal, scratch);
     else await consumeMulticast(bus, deliver, options, scratch);
   } finally {
     bus.close();

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import { checkRegular, symlinkError } from './core/checks.js';
 import { BusError, busError, errnoCode } from './errors.js';
 import { historyWindow } from './ext/history/history.js';
+import { type ClaimsStatus, claimsStatus, formatClaims } from './ext/claims/status.js';
 import { busPaths } from './options.js';
 
 export interface FileStatus {
@@ -43,6 +44,8 @@ export interface BusStatus {
    * history.ts); absent when the bus keeps no history.
    */
   history?: { first: number; last: number };
+  /** Claims (`consumer --exec`) and dead letters, when the bus has `F.claims/` or `F.dead/` (ext/claims). */
+  claims?: ClaimsStatus;
 }
 
 /**
@@ -62,6 +65,7 @@ export function status(filename: string): BusStatus {
   const file = describe(fileStat);
   const locks = lockStat ? flockHolders(lockStat.dev, lockStat.ino) : { holders: [], waiting: [] };
   const history = historyWindow(paths);
+  const claims = claimsStatus(paths.file);
   const [mode, looksLike] = guessMode(file, lockStat !== undefined, history !== undefined);
   return {
     path: paths.file,
@@ -72,6 +76,7 @@ export function status(filename: string): BusStatus {
     mode,
     looksLike,
     ...(history ? { history: { first: history.first, last: history.last } } : {}),
+    ...(claims ? { claims } : {}),
   };
 }
 
@@ -148,5 +153,6 @@ export function formatStatus(s: BusStatus): string {
     ['looks like', s.looksLike],
   ];
   if (s.history) lines.push(['history', `chunks ${s.history.first} to ${s.history.last}`]);
+  if (s.claims) lines.push(...formatClaims(s.claims));
   return lines.map(([name, value]) => `${`${name}:`.padEnd(12)}${value}\n`).join('');
 }
