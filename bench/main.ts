@@ -19,6 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { cost } from './cost.js';
+import { exec } from './exec.js';
 import { fanout } from './fanout.js';
 import { type AnchorsOrReason, buildAnchors, cli, supports } from './harness/commands.js';
 import type { Context, FeatureSupport } from './harness/context.js';
@@ -29,7 +30,7 @@ import { queue } from './queue.js';
 import { startup } from './startup.js';
 import { throughput } from './throughput.js';
 
-const parts = { startup, throughput, queue, fanout, cost, memory } satisfies Record<string, (ctx: Context) => Promise<PartResult>>;
+const parts = { startup, throughput, queue, fanout, cost, memory, exec } satisfies Record<string, (ctx: Context) => Promise<PartResult>>;
 type Part = keyof typeof parts;
 const partNames = Object.keys(parts) as Part[];
 
