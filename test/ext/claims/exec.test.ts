@@ -218,3 +218,22 @@ function alive(pid: number): boolean {
     return false;
   }
 }
+
+test('the bash consumer keeps taking F beside a claiming consumer: every job exactly once between them', async () => {
+  const count = 150;
+  const { bus, out, produce, consume, counts } = setUp(count);
+  const claiming = consume(`cat >> ${out}`, '--jobs', '2');
+  const plain = filebus(['--filename', bus, '--lossless', 'consumer'], { impl: 'bash', stdin: 'ignore' });
+  const producer = produce();
+  expect(await within(producer.exited, 60_000, 'the producer')).toBe(0);
+  // One of the two took the end; the other waits for the next stream. SIGTERM lets the claiming one finish its jobs.
+  await within(Promise.race([claiming.exited, plain.exited]), 30_000, 'a consumer to take the end');
+  claiming.child.kill('SIGTERM');
+  plain.child.kill('SIGTERM');
+  await Promise.all([claiming.exited, plain.exited]);
+  const seen = counts();
+  for (const line of plain.stdout().toString('latin1').split('\n')) if (line !== '') seen.set(line, (seen.get(line) ?? 0) + 1);
+  expect(allDone(seen, count)).toBe(0);
+  expect(counts().size, 'the claiming consumer did some').toBeGreaterThan(0);
+  expect(seen.size - counts().size, 'the bash consumer did some').toBeGreaterThan(0);
+}, 90_000);
