@@ -7,7 +7,8 @@
  * the consumer does not reach it, and the consumer can end it with its
  * children.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import os from 'node:os';
+import { spawnJob } from '../../sys/spawn.js';
 import type { ClaimedChunk } from '../claims/source.js';
 import type { JobResult } from './runner.js';
 
@@ -20,7 +21,8 @@ export interface CommandJobsOptions {
 
 export class CommandJobs {
   readonly #options: CommandJobsOptions;
-  readonly #running = new Set<ChildProcess>();
+  /** Process group ids (the jobs' pids) of the jobs running now. */
+  readonly #running = new Set<number>();
 
   constructor(options: CommandJobsOptions) {
     this.#options = options;
@@ -31,35 +33,24 @@ export class CommandJobs {
   }
 
   /** Runs the command on one chunk; resolves with how it ended (never rejects). */
-  readonly run = (chunk: ClaimedChunk): Promise<JobResult> =>
-    new Promise<JobResult>((resolve) => {
-      const child = spawn('/bin/sh', ['-c', this.#options.command], {
-        detached: true,
-        stdio: ['pipe', 'pipe', 'pipe'],
-        // Which chunk and which attempt, for a job that wants to log it or behave differently on a retry.
-        env: { ...process.env, FILEBUS_CHUNK_ID: chunk.id, FILEBUS_ATTEMPT: String(chunk.attempts + 1) },
-      });
-      this.#running.add(child);
-      const out: Buffer[] = [];
-      const err: Buffer[] = [];
-      child.stdout!.on('data', (data: Buffer) => out.push(data));
-      child.stderr!.on('data', (data: Buffer) => err.push(data));
-      // A job that does not read its input, or exits before reading all of it, is no error of ours.
-      child.stdin!.on('error', () => {});
-      child.stdin!.end(chunk.data);
-      let spawnError: Error | undefined;
-      child.on('error', (error) => {
-        spawnError = error;
-      });
-      child.on('close', (code, signal) => {
-        this.#running.delete(child);
-        this.#options.output(Buffer.concat(out), Buffer.concat(err));
-        if (spawnError) resolve({ status: 'error', reason: `cannot run /bin/sh: ${spawnError.message}` });
-        else if (signal) resolve({ status: `signal-${signal}`, reason: `killed by ${signal}` });
-        else if (code !== 0) resolve({ status: `exit-${code}`, reason: `exit status ${code}` });
-        else resolve(undefined);
-      });
-    });
+  readonly run = async (chunk: ClaimedChunk): Promise<JobResult> => {
+    let job;
+    try {
+      // Which chunk and which attempt, for a job that wants to log it or behave differently on a retry.
+      job = await spawnJob(['/bin/sh', '-c', this.#options.command], { ...process.env, FILEBUS_CHUNK_ID: chunk.id, FILEBUS_ATTEMPT: String(chunk.attempts + 1) }, chunk.data);
+    } catch (error) {
+      return { status: 'error', reason: `cannot run /bin/sh: ${(error as Error).message}` };
+    }
+    this.#running.add(job.pid);
+    const { ended, stdout, stderr } = await job.ended;
+    this.#running.delete(job.pid);
+    this.#options.output(stdout, stderr);
+    if (ended.signal !== undefined) {
+      const name = signalName(ended.signal);
+      return { status: `signal-${name}`, reason: `killed by ${name}` };
+    }
+    return ended.code === 0 ? undefined : { status: `exit-${ended.code}`, reason: `exit status ${ended.code}` };
+  };
 
   /**
    * Synchronously ends every running job with its process group (the
@@ -68,11 +59,14 @@ export class CommandJobs {
    * consumer.
    */
   killAll(signal: NodeJS.Signals = 'SIGKILL'): void {
-    for (const child of this.#running) {
-      if (child.pid === undefined) continue;
+    for (const pid of this.#running) {
       try {
-        process.kill(-child.pid, signal);
+        process.kill(-pid, signal);
       } catch {}
     }
   }
+}
+
+function signalName(number: number): string {
+  return Object.entries(os.constants.signals).find(([, n]) => n === number)?.[0] ?? `SIG${number}`;
 }
