@@ -50,3 +50,19 @@ test('--jobs 4: each job\'s output comes out whole, never mixed with another\'s'
   blocks(consumer.stdout().toString(), 'line');
   blocks(consumer.stderr(), 'err');
 }, 90_000);
+
+test('a job starts with SIGPIPE at its default action, and a job killed by a signal is dead-lettered by the signal\'s name', async () => {
+  const dir = tempDir();
+  const bus = path.join(dir, 'bus');
+  // With SIGPIPE ignored (as Node has it), `yes` would never end.
+  const consumer = filebus(['--filename', bus, '--lossless', 'consumer', '--exec', 'yes | head -n 1; kill -KILL $$', '--retries', '1'], { stdin: 'ignore' });
+  const producer = filebus(['--filename', bus, '--lossless', 'producer'], { stdin: 'pipe' });
+  producer.child.stdin!.end('one chunk\n');
+  expect(await within(consumer.exited, 30_000, 'the consumer')).toBe(0);
+  expect(await producer.exited).toBe(0);
+  expect(consumer.stdout().toString()).toBe('y\n');
+  expect(consumer.stderr()).toMatch(/failed: killed by SIGKILL \(attempt 1 of 1\); moved to \S+\.signal-SIGKILL\.attempts-1\n$/);
+  const dead = fs.readdirSync(`${bus}.dead`);
+  expect(dead).toHaveLength(1);
+  expect(fs.readFileSync(path.join(`${bus}.dead`, dead[0]!), 'latin1')).toBe('one chunk\n');
+}, 60_000);
