@@ -42,9 +42,16 @@ export async function runJobs(source: ClaimSource, options: RunJobsOptions): Pro
   const summary: RunSummary = { acknowledged: 0, retried: 0, dead: 0 };
   const running = new Set<Promise<void>>();
   let failure: unknown;
+  // Aborted by the caller's signal, or by a claim that could not be settled
+  // (a bus error): either way no new chunk is taken, even by a take waiting now.
+  const taking = new AbortController();
+  const onAbort = () => taking.abort(signal?.reason);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  if (signal?.aborted) onAbort();
   const start = (chunk: ClaimedChunk) => {
     const job = settle(chunk, options, summary).catch((error: unknown) => {
       failure ??= error;
+      taking.abort(error);
     });
     const tracked = job.finally(() => running.delete(tracked));
     running.add(tracked);
@@ -56,8 +63,8 @@ export async function runJobs(source: ClaimSource, options: RunJobsOptions): Pro
         await Promise.race(running);
         continue;
       }
-      signal?.throwIfAborted();
-      const chunk = await source.take(signal);
+      taking.signal.throwIfAborted();
+      const chunk = await source.take(taking.signal);
       if (chunk !== undefined) {
         start(chunk);
         continue;
@@ -66,7 +73,10 @@ export async function runJobs(source: ClaimSource, options: RunJobsOptions): Pro
       if (running.size === 0) break;
       await Promise.race(running);
     }
+  } catch (error) {
+    if (failure === undefined) throw error;
   } finally {
+    signal?.removeEventListener('abort', onAbort);
     await Promise.all(running);
   }
   if (failure !== undefined) throw failure;
