@@ -19,6 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { cost } from './cost.js';
+import { exec } from './exec.js';
 import { fanout } from './fanout.js';
 import { groups } from './groups.js';
 import { type AnchorsOrReason, buildAnchors, cli, supports } from './harness/commands.js';
@@ -30,7 +31,7 @@ import { queue } from './queue.js';
 import { startup } from './startup.js';
 import { throughput } from './throughput.js';
 
-const parts = { startup, throughput, queue, fanout, cost, memory, groups } satisfies Record<string, (ctx: Context) => Promise<PartResult>>;
+const parts = { startup, throughput, queue, fanout, cost, memory, groups, exec } satisfies Record<string, (ctx: Context) => Promise<PartResult>>;
 type Part = keyof typeof parts;
 const partNames = Object.keys(parts) as Part[];
 

@@ -23,6 +23,7 @@ async function main(): Promise<void> {
   else if (invocation.kind === 'status') await runStatus(invocation);
   else if (invocation.kind === 'group') await runGroup(invocation);
   else if (invocation.command === 'producer') await runProducer(invocation);
+  else if (invocation.options.exec !== undefined) await runExec(invocation);
   else await runConsumer(invocation);
 }
 
@@ -162,6 +163,51 @@ async function runConsumer({ options, verbose }: Run): Promise<void> {
     if (!stop.signal.aborted) throw error;
   } finally {
     missed.flush();
+  }
+  process.exit(exitStatus);
+}
+
+/** `consumer --exec CMD`: src/ext/exec/. Exits 0 at the end of the stream, 128+n after a signal. */
+async function runExec({ options, verbose }: Run): Promise<void> {
+  const { openBus } = await import('../src/core/bus.js');
+  const { CommandJobs } = await import('../src/ext/exec/command.js');
+  const { consumeClaimed } = await import('../src/ext/exec/consume.js');
+  const stop = new AbortController();
+  let exitStatus = 0;
+  const writeWhole = (fd: number, data: Buffer) => {
+    for (let at = 0; at < data.length; ) at += fs.writeSync(fd, data, at);
+  };
+  const jobs = new CommandJobs({
+    command: options.exec!,
+    output: (stdout, stderr) => {
+      try {
+        writeWhole(1, stdout);
+      } catch (error) {
+        if (errnoCode(error) !== 'EPIPE') throw busError('write', 'standard output', error);
+        exitStatus = 141;
+        stop.abort();
+      }
+      writeWhole(2, stderr);
+    },
+  });
+  onSignals(
+    (status) => {
+      exitStatus = status;
+      stop.abort();
+    },
+    () => {
+      jobs.killAll();
+      fs.writeSync(2, `filebus: stopped by a second signal: ${jobs.running} running jobs killed; their chunks go to the next consumer\n`);
+    },
+  );
+  const bus = openBus({ ...options, log: logger(verbose) }, { writes: true, waitsFor: 'arrival' });
+  log(verbose, `consumer on ${options.filename}, running: ${options.exec}`);
+  try {
+    await consumeClaimed(bus, jobs.run, { jobs: options.jobs, retries: options.retries, signal: stop.signal, report: (line) => process.stderr.write(`filebus: ${line}\n`) });
+  } catch (error) {
+    if (!stop.signal.aborted) throw error;
+  } finally {
+    bus.close();
   }
   process.exit(exitStatus);
 }

@@ -13,6 +13,8 @@ import { checkGroupOptions } from './ext/groups/files.js';
 import { consumeGroup } from './ext/groups/member.js';
 import type { BusOptions } from './options.js';
 import { ScratchBuffer } from './core/read.js';
+import { consumeClaimed } from './ext/exec/consume.js';
+import type { ClaimedChunk } from './ext/claims/source.js';
 
 export type { Deliver } from './backpressure.js';
 export type { MissedChunks } from './ext/history/history.js';
@@ -37,6 +39,20 @@ export interface ConsumeOptions extends BusOptions {
    * is delivered once `deliver`'s promise resolves.
    */
   group?: string;
+  /**
+   * Back pressure: claim each chunk and call `deliver` on up to `jobs` chunks
+   * at once (docs/protocol.md, "Extension: claims"). A chunk leaves the bus
+   * when its `deliver` resolves; a rejection is a failed attempt. Setting
+   * `jobs` or `retries` turns claims on. Default 1.
+   */
+  jobs?: number;
+  /**
+   * With claims: attempts in all per chunk before it moves to the dead
+   * letters in `F.dead/`. Default 3.
+   */
+  retries?: number;
+  /** With claims: one line per failed attempt (which chunk, why, where it went). Default: `log`. */
+  onFailure?: (line: string) => void;
 }
 
 /**
@@ -56,12 +72,20 @@ export function consume(options: ConsumeOptions, deliver: Deliver): Promise<void
  */
 export async function consumeWith(options: ConsumeOptions, deliver: Deliver, settings: RunSettings): Promise<void> {
   if (options.group !== undefined) checkGroupOptions(options);
-  const bus = openBus(options, { writes: options.backPressure === true, waitsFor: 'arrival' }, settings);
+  const claimed = options.jobs !== undefined || options.retries !== undefined;
+  // Jobs run on the event loop: a wait that blocks the thread would hold them up.
+  const bus = openBus(options, { writes: options.backPressure === true, waitsFor: 'arrival' }, claimed ? { ...settings, blockingWait: false } : settings);
   // No role follows a link at F.history, history reader or not.
   refuseLink(bus.options.paths.history);
   const scratch = options.reuseBuffers ? new ScratchBuffer({ collect: bus.settings.blockingWait }) : undefined;
   try {
-    if (bus.options.backPressure) await consumeQueue(bus, deliver, options.signal, scratch);
+    if (claimed) {
+      const run = async (chunk: ClaimedChunk) => {
+        await deliver(chunk.data);
+        return undefined;
+      };
+      await consumeClaimed(bus, run, { jobs: options.jobs, retries: options.retries, signal: options.signal, report: options.onFailure ?? bus.options.log });
+    } else if (bus.options.backPressure) await consumeQueue(bus, deliver, options.signal, scratch);
     else if (options.group !== undefined) await consumeGroup(bus, options.group, deliver, { replay: bus.options.replay, scratch, sizeMayBeStale: bus.fileSystem.shared, onMissed: options.onMissed, log: bus.options.log, signal: options.signal });
     else await consumeMulticast(bus, deliver, options, scratch);
   } finally {

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { checkRegular, symlinkError } from './core/checks.js';
 import { BusError, busError, errnoCode } from './errors.js';
 import { historyWindow } from './ext/history/history.js';
+import { type ClaimsStatus, claimsStatus, formatClaims } from './ext/claims/status.js';
 import { type GroupStatus, formatGroups, groupsStatus } from './ext/groups/groups.js';
 import { type BusPaths, busPaths } from './options.js';
 
@@ -76,6 +77,8 @@ export interface BusStatus {
   unreadable: number;
   /** The durable groups of the bus (docs/protocol.md, "Extension: groups"); absent when it has none. */
   groups?: GroupStatus[];
+  /** Claims (`consumer --exec`) and dead letters, when the bus has `F.claims/` or `F.dead/` (ext/claims). */
+  claims?: ClaimsStatus;
 }
 
 /**
@@ -137,6 +140,7 @@ export function status(filename: string): BusStatus {
   const table = lockStat ? flockHolders(lockStat.dev, lockStat.ino) : { holders: [], waiting: [] };
   const history = historyWindow(paths);
   const groups = groupsStatus(paths);
+  const claims = claimsStatus(paths.file);
   const [mode, looksLike] = guessMode(file, lockStat !== undefined, history !== undefined);
   const exists = file !== null || lockStat !== undefined;
   const users = exists ? busUsers(paths, lockStat, table) : { processes: [], unreadable: 0 };
@@ -154,6 +158,7 @@ export function status(filename: string): BusStatus {
     stoppedHolders: users.processes.filter((p) => p.activity === 'holds-lock' && (p.state === 'stopped' || p.state === 'traced')).map((p) => p.pid),
     unreadable: users.unreadable,
     ...(groups.length > 0 ? { groups } : {}),
+    ...(claims ? { claims } : {}),
   };
 }
 
@@ -455,5 +460,6 @@ export function formatStatus(s: BusStatus): string {
   if (s.unreadable > 0) users.push(`${s.unreadable} process${s.unreadable === 1 ? '' : 'es'} of other users not looked at`);
   lines.push(['processes', users.length ? users.join(`\n${' '.repeat(12)}`) : 'none found']);
   if (s.groups) lines.push(...formatGroups(s.groups));
+  if (s.claims) lines.push(...formatClaims(s.claims));
   return lines.map(([name, value]) => `${`${name}:`.padEnd(12)}${value}\n`).join('');
 }

@@ -20,6 +20,7 @@ import type { Argv, Options } from 'yargs';
 import type yargsParser from 'yargs-parser';
 import { UsageError } from '../errors.js';
 import { type BusOptions, MAX_BLOCK_SIZE, MAX_SLEEP_INTERVAL, defaults, parseBlockSize, parseHistory, parseProducers, parseSleepInterval } from '../options.js';
+import { DEFAULT_ATTEMPTS, parseJobs, parseRetries } from '../ext/exec/options.js';
 import { parseGroupName } from '../ext/groups/files.js';
 import { COMPLETIONS_FLAG, type CompletionSpec, complete, completionScript } from './completion.js';
 import { closest } from './suggest.js';
@@ -37,9 +38,16 @@ export type Invocation =
   | { kind: 'print'; text: string }
   /** Hand the untouched command line to the bash implementation, which answers --help and --version itself too. */
   | { kind: 'bash' }
-  | { kind: 'run'; command: 'producer' | 'consumer'; options: BusOptions & { blockSize: number; group?: string }; verbose: number }
+  | { kind: 'run'; command: 'producer' | 'consumer'; options: BusOptions & { blockSize: number; group?: string } & ExecFlags; verbose: number }
   | { kind: 'status'; filename: string; json: boolean; verbose: number }
   | { kind: 'group'; action: 'remove'; filename: string; name: string; verbose: number };
+
+/** `consumer --exec CMD [--jobs N] [--retries N]` (src/ext/exec/). */
+export interface ExecFlags {
+  exec?: string;
+  jobs?: number;
+  retries?: number;
+}
 
 type Role = Command | 'completion';
 
@@ -101,6 +109,9 @@ const commandOptions: Record<Command, OptionTable> = {
       type: 'string',
         describe: 'N: back pressure: the stream ends after N\nend-of-stream chunks (one per producer),\ncounted by all consumers together\n(default 1, at most 1000000)',
     },
+    exec: { type: 'string', describe: "CMD: back pressure: run '/bin/sh -c CMD' per\nchunk, the chunk on its stdin; the chunk\nleaves the bus when CMD exits 0" },
+    jobs: { type: 'string', describe: 'N: with --exec, up to N jobs at once\n(default 1)' },
+    retries: { type: 'string', describe: 'N: with --exec, attempts in all before a\nchunk goes to F.dead/ (default 3)' },
   },
   status: {
     json: { type: 'boolean', describe: 'print the status as one JSON object' },
@@ -224,7 +235,7 @@ export function parseCommandLine(args: string[], env: NodeJS.ProcessEnv): Invoca
   if (role === 'group') return groupInvocation(positionals, filename, verbose);
 
   const backPressure = value('back-pressure') === true;
-  const options: BusOptions & { blockSize: number; group?: string } = {
+  const options: BusOptions & { blockSize: number; group?: string } & ExecFlags = {
     filename,
     backPressure,
     blockSize: parseBlockSize(value('block-size') ?? defaults.blockSize, '--block-size'),
@@ -258,8 +269,16 @@ export function parseCommandLine(args: string[], env: NodeJS.ProcessEnv): Invoca
     if (backPressure && argv.group !== undefined) throw new UsageError('--group is for multicast consumers of a bus with history; a back-pressure bus already shares its chunks');
     const group = value('group', !backPressure);
     if (group !== undefined) options.group = parseGroupName(group);
+    if (argv.exec !== undefined) Object.assign(options, execFlags(argv, backPressure));
+    else if (argv.jobs !== undefined || argv.retries !== undefined) throw new UsageError('--jobs and --retries go with --exec CMD');
   }
   return { kind: 'run', command: role, options, verbose };
+}
+
+function execFlags(argv: Record<string, unknown>, backPressure: boolean): ExecFlags {
+  if (!backPressure) throw new UsageError('--exec needs a --back-pressure bus: each chunk must go to one consumer');
+  if (typeof argv.exec !== 'string' || argv.exec.trim() === '') throw new UsageError('--exec needs a command');
+  return { exec: argv.exec, jobs: parseJobs(argv.jobs ?? 1), retries: parseRetries(argv.retries ?? DEFAULT_ATTEMPTS) };
 }
 
 function groupInvocation(positionals: string[], filename: string, verbose: number): Invocation {

@@ -71,7 +71,7 @@ export function cfunc(...signature: [definition: string] | [name: string, result
 }
 
 /** `result`, or minus the errno when the call reported failure with -1. */
-function checked(result: number | bigint): number {
+export function checked(result: number | bigint): number {
   const n = Number(result);
   return n >= 0 ? n : -koffi.errno();
 }

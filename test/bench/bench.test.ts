@@ -71,6 +71,7 @@ test('--quick --json runs every part, passes every correctness check and prints 
   const names = report.checks.map((c) => c.name).join('\n');
   expect(names).toMatch(/throughput filebus 4 KiB: output = input \(sha256\)/);
   expect(names).toMatch(/queue 4 consumers: every record exactly once/);
+  expect(names).toMatch(/exec filebus --jobs 4: every record exactly once/);
   expect(names).toMatch(/fan-out 10 consumers at 100 lines\/s, filebus: no line twice/);
   expect(names).toMatch(/memory: .* through filebus, output = input/);
 
@@ -130,7 +131,7 @@ test('a bad flag is one line and exit 2', async () => {
   const run = bench(['--only', 'nothing']);
   const { code } = await run.exited;
   expect(code).toBe(2);
-  expect(run.stderr().split('\n')[0]).toBe("bench: --only: unknown part 'nothing' (parts: startup, throughput, queue, fanout, cost, memory)");
+  expect(run.stderr().split('\n')[0]).toBe("bench: --only: unknown part 'nothing' (parts: startup, throughput, queue, fanout, cost, memory, exec)");
   expect(run.stderr()).not.toMatch(/\n\s+at /);
 });
 

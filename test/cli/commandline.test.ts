@@ -235,7 +235,7 @@ describe('completion', () => {
     expect(await complete(['filebus', 'st'])).toEqual(['status']);
     expect(await complete(['filebus', '--blo'])).toEqual(['--block-size']);
     expect(await complete(['filebus', '--filename', 'x', 'producer', '--l'])).toEqual(['--lines', '--lossless']);
-    expect(await complete(['filebus', 'consumer', '--re'])).toEqual(['--replay']);
+    expect(await complete(['filebus', 'consumer', '--re'])).toEqual(['--replay', '--retries']);
   });
 
   test('from zsh it prints a zsh script', async () => {
