@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { type Invocation, parseCommandLine } from '../src/cli/args.js';
 import { BusError, UsageError, busError, errnoCode } from '../src/errors.js';
+import type { MissedChunks } from '../src/consumer.js';
 
 type Run = Extract<Invocation, { kind: 'run' }>;
 
@@ -106,16 +107,25 @@ async function runProducer({ options, verbose }: Run): Promise<void> {
 
 async function runConsumer({ options, verbose }: Run): Promise<void> {
   const { consume } = await import('../src/consumer.js');
-  const { growPipe, peerClosed, setNonBlocking } = await import('../src/sys/libc.js');
+  const { POLLERR, POLLHUP, growPipe, setNonBlocking } = await import('../src/sys/libc.js');
+  const { requestTurn, wakeOn, wakeOnSignals } = await import('../src/sys/wakeups.js');
   const { writeAll } = await import('../src/sys/output.js');
   const { MissedReporter } = await import('../src/cli/missed.js');
   const missed = new MissedReporter((line) => process.stderr.write(line));
+  // The reporter's line is due within a second: the blocking wait gives its timer a turn by then.
+  const onMissed = (gap: MissedChunks): void => {
+    missed.add(gap);
+    requestTurn(performance.now() + 1005);
+  };
   const stop = new AbortController();
   let exitStatus = 0;
   onSignals((status) => {
     exitStatus = status;
     stop.abort();
   });
+  // Any signal then ends the blocking wait between chunks at once, so the
+  // wait need not return to the event loop every 100 ms to let handlers run.
+  wakeOnSignals();
   // A closed stdout ends the consumer like SIGPIPE would end a C program,
   // quietly and with the same status, even while there is nothing to write.
   const stdoutGone = () => {
@@ -124,7 +134,9 @@ async function runConsumer({ options, verbose }: Run): Promise<void> {
   };
   const stdoutStat = fs.fstatSync(1);
   if (stdoutStat.isFIFO() || stdoutStat.isSocket()) {
-    setInterval(() => peerClosed(1) && stdoutGone(), 200).unref();
+    // Found by the wait between chunks: a pipe's write end reports POLLERR
+    // (a socket POLLHUP) once the reader closed; no timer, no event-loop turn.
+    wakeOn(1, 0, (revents) => revents & (POLLERR | POLLHUP) && stdoutGone());
     setNonBlocking(1);
   }
   // Room for a whole chunk in the pipe: one write, one wake-up of the reader.
@@ -151,7 +163,7 @@ async function runConsumer({ options, verbose }: Run): Promise<void> {
   };
   log(verbose, `consumer on ${options.filename} (${options.backPressure ? 'back-pressure' : 'multicast'})`);
   try {
-    await consume({ ...options, signal: stop.signal, reuseBuffers: true, blockingWait: true, log: logger(verbose), onMissed: (gap) => missed.add(gap) }, writeOut);
+    await consume({ ...options, signal: stop.signal, reuseBuffers: true, blockingWait: true, log: logger(verbose), onMissed }, writeOut);
   } catch (error) {
     if (!stop.signal.aborted) throw error;
   } finally {

@@ -8,7 +8,8 @@
  * chunk.
  */
 import fs from 'node:fs';
-import { EINTR, POLLIN, errnoError, inotifyAddWatch, inotifyInit, pollMs, read } from './libc.js';
+import { POLLIN, errnoError, inotifyAddWatch, inotifyInit, read } from './libc.js';
+import { pollWith } from './wakeups.js';
 
 export const IN_MOVED_TO = 0x80;
 export const IN_CREATE = 0x100;
@@ -68,16 +69,14 @@ export class DirectoryWatch {
 
   /**
    * Blocks until an event for our name arrives or `timeoutMs` passes (or a
-   * signal interrupts the wait). Events for other names are read and
-   * dropped on the way.
+   * signal or another wakeup interrupts the wait: src/sys/wakeups.ts).
+   * Events for other names are read and dropped on the way.
    */
   wait(timeoutMs: number): Wake {
     let deadline: number | undefined;
     for (;;) {
-      this.#pollfd.writeInt16LE(0, 6);
-      const ready = pollMs(this.#pollfd, 1, timeoutMs);
-      if (ready < 0) return ready === -EINTR ? 'interrupted' : 'timeout';
-      if (ready === 0) return 'timeout';
+      const polled = pollWith(this.#pollfd, timeoutMs);
+      if (polled !== 'ready') return polled;
       if (this.#drain()) return 'event';
       if (!this.#alive) return 'timeout';
       // Only other names' events: wait out the rest of the timeout.

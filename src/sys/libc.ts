@@ -115,8 +115,8 @@ const pollAsyncFn = cfunc('int poll(void *fds, unsigned long nfds, int timeout)'
 
 export const POLLIN = 0x001;
 export const POLLOUT = 0x004;
-const POLLERR = 0x008;
-const POLLHUP = 0x010;
+export const POLLERR = 0x008;
+export const POLLHUP = 0x010;
 
 const timespec = Buffer.alloc(16);
 
@@ -302,6 +302,11 @@ export function setNonBlocking(fd: number): boolean {
   return flags >= 0 && fcntlFn(fd, F_SETFL, 'int', flags | O_NONBLOCK) >= 0;
 }
 
+/** fcntl(F_GETFL): the descriptor's status flags (access mode, O_NONBLOCK, ...), or minus the errno. */
+export function statusFlags(fd: number): number {
+  return checked(fcntlFn(fd, F_GETFL));
+}
+
 /**
  * Asks for a pipe buffer of at least `bytes` (Linux rounds up to a power of
  * two; unprivileged processes are capped by /proc/sys/fs/pipe-max-size, 1 MiB
@@ -310,6 +315,15 @@ export function setNonBlocking(fd: number): boolean {
  */
 export function growPipe(fd: number, bytes: number): boolean {
   return fcntlFn(fd, F_SETPIPE_SZ, 'int', bytes) >= 0;
+}
+
+// --- Signals ---------------------------------------------------------------------
+
+const raiseFn = cfunc('int raise(int sig)');
+
+/** raise(3): the signal to this thread, its handler run before this returns; 0, or minus the errno. */
+export function raiseSignal(signal: number): number {
+  return checked(raiseFn(signal));
 }
 
 // --- Exec --------------------------------------------------------------------------
@@ -334,8 +348,8 @@ export function execInPlace(file: string, argv: string[]): number {
     const fdFlags = fcntlFn(fd, F_GETFD);
     if (fdFlags < 0) continue; // not open: the program gets it closed too
     if (fdFlags & FD_CLOEXEC) fcntlFn(fd, F_SETFD, 'int', fdFlags & ~FD_CLOEXEC);
-    const statusFlags = fcntlFn(fd, F_GETFL);
-    if (statusFlags >= 0 && statusFlags & O_NONBLOCK) fcntlFn(fd, F_SETFL, 'int', statusFlags & ~O_NONBLOCK);
+    const flags = fcntlFn(fd, F_GETFL);
+    if (flags >= 0 && flags & O_NONBLOCK) fcntlFn(fd, F_SETFL, 'int', flags & ~O_NONBLOCK);
   }
   for (const signal of IGNORED_BY_NODE) signalFn(signal, null);
   sigprocmaskFn(SIG_SETMASK, Buffer.alloc(128), null);
