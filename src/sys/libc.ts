@@ -282,6 +282,37 @@ export function lstatIdentity(file: string): LinkIdentity | number {
   return { type, id: `${statxBuffer.readUInt32LE(136)}:${statxBuffer.readUInt32LE(140)}:${ino}` };
 }
 
+/** What a multicast consumer's look at `F` needs, without node:fs's BigIntStats (14 BigInts and an object per call). */
+export interface FileIdentity {
+  /** S_IFMT bits of the mode. */
+  readonly type: number;
+  readonly links: number;
+  /** `dev:ino:ctimeNs:size`, as core/read.ts's identityOf makes it from a BigIntStats. */
+  readonly identity: string;
+}
+
+const STATX_BASIC_STATS = 0x7ff;
+
+/**
+ * lstat of `file` through statx(2) into a reused buffer: type, links and
+ * the chunk identity; minus the errno on failure. The device number is
+ * glibc's makedev of the major and minor, as libuv gives it to node:fs.
+ */
+export function lstatChunk(file: string): FileIdentity | number {
+  const result = checked(statxFn(AT_FDCWD, file, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, statxBuffer));
+  if (result < 0) return result;
+  const b = statxBuffer;
+  const type = b.readUInt16LE(28) & 0o170000;
+  const links = b.readUInt32LE(16);
+  const ino = b.readBigUInt64LE(32);
+  const size = b.readBigUInt64LE(40);
+  const ctimeNs = b.readBigInt64LE(112) * 1_000_000_000n + BigInt(b.readUInt32LE(120));
+  const major = BigInt(b.readUInt32LE(136));
+  const minor = BigInt(b.readUInt32LE(140));
+  const dev = ((major & 0xfffff000n) << 32n) | ((major & 0xfffn) << 8n) | ((minor & 0xffffff00n) << 12n) | (minor & 0xffn);
+  return { type, links, identity: `${dev}:${ino}:${ctimeNs}:${size}` };
+}
+
 // --- Descriptors -------------------------------------------------------------------
 
 const fcntlFn = cfunc('int fcntl(int fd, int cmd, ...)');
