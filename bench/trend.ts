@@ -15,7 +15,7 @@ import { type PartResult, emptyResult, target } from './harness/report.js';
 
 export async function trend(ctx: Context): Promise<PartResult> {
   const result = emptyResult();
-  const seconds = ctx.quick ? 10 : 60;
+  const seconds = ctx.quick ? 4 : 60;
   const step = ctx.quick ? 1 : 5;
   const bus = path.join(ctx.dir, 'trend');
   const zero = fs.openSync('/dev/zero', 'r');
