@@ -43,8 +43,8 @@ export async function cost(ctx: Context): Promise<PartResult> {
     unit: 'us',
     value: perChunk(runs.filebus),
     yardstick: { name: 'C mcast', value: perChunk(runs.C) },
-    target: target.ratioAtMost(3),
-    issue: 12,
+    target: target.ratioAtMost(2.5),
+    issue: 20,
     note: anchors ? undefined : 'no C anchor',
   });
   return result;

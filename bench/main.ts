@@ -26,12 +26,15 @@ import { type AnchorsOrReason, buildAnchors, cli, supports } from './harness/com
 import type { Context, FeatureSupport } from './harness/context.js';
 import { cleanUp, defaultBase, tempDir } from '../test/support/processes.js';
 import { type Check, type Figure, type PartResult, figureTable, rowOf } from './harness/report.js';
+import { idle } from './idle.js';
 import { memory } from './memory.js';
+import { neighbour } from './neighbour.js';
 import { queue } from './queue.js';
 import { startup } from './startup.js';
 import { throughput } from './throughput.js';
+import { trend } from './trend.js';
 
-const parts = { startup, throughput, queue, fanout, cost, memory, groups, exec } satisfies Record<string, (ctx: Context) => Promise<PartResult>>;
+const parts = { startup, throughput, queue, fanout, cost, memory, idle, neighbour, trend, groups, exec } satisfies Record<string, (ctx: Context) => Promise<PartResult>>;
 type Part = keyof typeof parts;
 const partNames = Object.keys(parts) as Part[];
 
@@ -188,7 +191,7 @@ async function main(): Promise<number> {
 
   const wants = (...ps: Part[]): boolean => ps.some((p) => cfg.only.includes(p));
   let anchors: AnchorsOrReason = { reason: 'C anchors left out (--no-anchors)' };
-  if (!cfg.noAnchors && wants('throughput', 'fanout', 'cost', 'groups')) anchors = buildAnchors(path.join(dir, 'anchors'), cfg.anchors);
+  if (!cfg.noAnchors && wants('throughput', 'fanout', 'cost', 'idle', 'neighbour', 'groups')) anchors = buildAnchors(path.join(dir, 'anchors'), cfg.anchors);
   const unsupported: FeatureSupport = { ok: false, reason: 'not probed' };
   const features = {
     lines: wants('throughput') ? supports(['--lines'], dir) : unsupported,

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { type Invocation, parseCommandLine } from '../src/cli/args.js';
 import { BusError, UsageError, busError, errnoCode } from '../src/errors.js';
+import type { MissedChunks } from '../src/consumer.js';
 
 type Run = Extract<Invocation, { kind: 'run' }>;
 
@@ -97,10 +98,16 @@ async function runProducer({ options, verbose }: Run): Promise<void> {
 
 async function runConsumer({ options, verbose }: Run): Promise<void> {
   const { consumeWith } = await import('../src/consumer.js');
-  const { growPipe, peerClosed, setNonBlocking } = await import('../src/sys/libc.js');
+  const { POLLERR, POLLHUP, growPipe, setNonBlocking } = await import('../src/sys/libc.js');
+  const { requestTurn, wakeOn, wakeOnSignals } = await import('../src/sys/wakeups.js');
   const { writeAll } = await import('../src/sys/output.js');
   const { MissedReporter } = await import('../src/cli/missed.js');
   const missed = new MissedReporter((line) => process.stderr.write(line));
+  // The reporter's line is due within a second: the blocking wait gives its timer a turn by then.
+  const onMissed = (gap: MissedChunks): void => {
+    missed.add(gap);
+    requestTurn(performance.now() + 1005);
+  };
   const stop = new AbortController();
   let exitStatus = 0;
   /** Bytes of the chunk whose write to stdout is under way and waiting for room; 0 when none. */
@@ -119,6 +126,9 @@ async function runConsumer({ options, verbose }: Run): Promise<void> {
       fs.writeSync(2, `filebus: stopped by a second signal while writing a chunk of ${unfinished} bytes to standard output: the output holds part of it; ${fate}\n`);
     },
   );
+  // Any signal then ends the blocking wait between chunks at once, so the
+  // wait need not return to the event loop every 100 ms to let handlers run.
+  wakeOnSignals();
   // A closed stdout ends the consumer like SIGPIPE would end a C program,
   // quietly and with the same status, even while there is nothing to write.
   const stdoutGone = () => {
@@ -127,7 +137,9 @@ async function runConsumer({ options, verbose }: Run): Promise<void> {
   };
   const stdoutStat = fs.fstatSync(1);
   if (stdoutStat.isFIFO() || stdoutStat.isSocket()) {
-    setInterval(() => peerClosed(1) && stdoutGone(), 200).unref();
+    // Found by the wait between chunks: a pipe's write end reports POLLERR
+    // (a socket POLLHUP) once the reader closed; no timer, no event-loop turn.
+    wakeOn(1, 0, (revents) => revents & (POLLERR | POLLHUP) && stdoutGone());
     setNonBlocking(1);
   }
   // Room for a whole chunk in the pipe: one write, one wake-up of the reader.
@@ -158,7 +170,7 @@ async function runConsumer({ options, verbose }: Run): Promise<void> {
   };
   log(verbose, `consumer on ${options.filename} (${options.backPressure ? 'back-pressure' : 'multicast'})`);
   try {
-    await consumeWith({ ...options, signal: stop.signal, reuseBuffers: true, log: logger(verbose), onMissed: (gap) => missed.add(gap) }, writeOut, { blockingWait: true });
+    await consumeWith({ ...options, signal: stop.signal, reuseBuffers: true, log: logger(verbose), onMissed }, writeOut, { blockingWait: true });
   } catch (error) {
     if (!stop.signal.aborted) throw error;
   } finally {

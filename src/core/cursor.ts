@@ -6,9 +6,13 @@
  * hand the consumer to the extension's cursor (src/core/extension.ts).
  */
 import fs from 'node:fs';
+import { busError } from '../errors.js';
+import { ENOENT, errnoError, lstatChunk } from '../sys/libc.js';
 import { checkRegular } from './checks.js';
 import type { Cursor, TakeOver } from './extension.js';
-import { type ScratchBuffer, identityOf, readChunk } from './read.js';
+import { type ScratchBuffer, readChunk } from './read.js';
+
+const S_IFREG = 0o100000;
 
 export interface FileCursorOptions {
   /** Read chunks into this reused buffer (valid until the next call). */
@@ -41,17 +45,20 @@ export class FileCursor implements Cursor {
     if (this.#successor) return this.#successor.next();
     for (;;) {
       // lstat: a link put at `F` is refused, never looked through (a dangling one would pass for no chunk).
-      const st = fs.lstatSync(this.#file, { bigint: true, throwIfNoEntry: false });
-      this.#emptyAtStart ??= st === undefined;
-      if (st === undefined) return undefined;
-      checkRegular(this.#file, st);
-      if (identityOf(st) === this.#last) return undefined;
-      if (st.nlink > 1n && this.#handOver(st)) return this.#successor!.next();
+      // Through statx into a reused buffer: this look runs at every wake-up and every poll interval.
+      const st = lstatChunk(this.#file);
+      this.#emptyAtStart ??= st === -ENOENT;
+      if (st === -ENOENT) return undefined;
+      if (typeof st === 'number') throw busError('stat', this.#file, errnoError(st));
+      // Not a regular file: node:fs's look says what it is, in the usual words.
+      if (st.type !== S_IFREG) checkRegular(this.#file, fs.lstatSync(this.#file, { bigint: true, throwIfNoEntry: false }));
+      if (st.identity === this.#last) return undefined;
+      if (st.links > 1 && this.#handOver()) return this.#successor!.next();
       const chunk = readChunk(this.#file, this.#options.scratch, this.#options.sizeMayBeStale);
       // Gone (taken by a back-pressure consumer) or unchanged since the stat.
       if (chunk === undefined || chunk.identity === this.#last) return undefined;
       // Replaced between the stat and the open: look again.
-      if (chunk.identity !== identityOf(st) && chunk.links > 1 && this.#options.takeOver) continue;
+      if (chunk.identity !== st.identity && chunk.links > 1 && this.#options.takeOver) continue;
       this.#last = chunk.identity;
       // Empty chunks (back-pressure end markers seen by an eavesdropper) are not passed on.
       if (chunk.data.length > 0) return chunk.data;
@@ -62,9 +69,13 @@ export class FileCursor implements Cursor {
     this.#successor?.close?.();
   }
 
-  #handOver(file: fs.BigIntStats): boolean {
+  #handOver(): boolean {
     const { takeOver } = this.#options;
-    this.#successor = takeOver?.({ file, fromTheStart: this.#emptyAtStart === true && this.#last === undefined, lastIdentity: this.#last });
+    if (!takeOver) return false;
+    // Once per consumer at most: the extension gets node:fs's full look at F.
+    const file = fs.lstatSync(this.#file, { bigint: true, throwIfNoEntry: false });
+    if (file === undefined) return false;
+    this.#successor = takeOver({ file, fromTheStart: this.#emptyAtStart === true && this.#last === undefined, lastIdentity: this.#last });
     return this.#successor !== undefined;
   }
 }

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { BusError, busError, errnoCode } from '../errors.js';
+import { requestTurn } from '../sys/wakeups.js';
 import { checkRegular, symlinkError } from './checks.js';
 
 export interface Chunk {
@@ -85,7 +86,11 @@ function collectSoon(): void {
       collect = null;
     }
   }
-  if (collect) setImmediate(collect);
+  if (collect) {
+    setImmediate(collect);
+    // A blocking wait gives the event loop its turn now, not at the end of a long slice.
+    requestTurn(performance.now());
+  }
 }
 
 /**

@@ -16,8 +16,9 @@
  *   descriptor whose kernel-side mask holds only the event the role waits
  *   for, so a consumer wakes once per chunk and runs no JavaScript in
  *   between. It returns to the event loop every `SLICE_MS` (and at once
- *   when a signal interrupts the poll), so signal handlers and timers
- *   still run.
+ *   when a signal interrupts the poll, or another wakeup of
+ *   src/sys/wakeups.ts is ready), so signal handlers and timers still
+ *   run.
  *
  * Why the directory and not `F`: a rename over `F` is a new inode, which a
  * watch on the file itself does not follow.
@@ -25,7 +26,7 @@
 import fs from 'node:fs';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { DirectoryWatch, type Wake } from '../sys/inotify.js';
-import { sleepSync } from '../sys/libc.js';
+import { pollWith, signalsWake, turnDeadline, turnTaken } from '../sys/wakeups.js';
 
 /** Which change of `F` a role waits for; the others need not wake it. */
 export type WaitsFor = 'arrival' | 'removal' | 'any' | 'nothing';
@@ -225,6 +226,20 @@ export class EventLoopWatcher implements Watcher {
  */
 const SLICE_MS = 100;
 
+/**
+ * The slice once every signal ends a blocking wait at once (the command
+ * put libuv's signal pipe in the poll set: src/sys/wakeups.ts). Timers that
+ * must run sooner ask for a turn (`requestTurn`). The poll interval's looks
+ * at the bus go on in between without a turn: a stat each, not the ~600 us
+ * a cold turn of the event loop costs.
+ */
+const LONG_SLICE_MS = 5000;
+
+/** How long a blocking wait that began at `from` may keep the event loop waiting: until this time. */
+function sliceEnd(from: number): number {
+  return Math.min(from + (signalsWake() ? LONG_SLICE_MS : SLICE_MS), turnDeadline());
+}
+
 const masks: Record<WaitsFor, number> = {
   // A publish is a rename onto F (IN_MOVED_TO); the staging file's create
   // and writes, and other names, need not wake anyone. A back-pressure
@@ -271,8 +286,9 @@ export class BlockingWatcher implements Watcher {
     let probeNow = this.#polled !== probe;
     this.#polled = undefined;
     for (;;) {
-      signal?.throwIfAborted();
+      // After the turn: a signal's handler may have aborted it there.
       if (!probeNow) await this.#turn();
+      signal?.throwIfAborted();
       const found = this.#run(probe, probeNow);
       if (found !== undefined) return found;
       probeNow = false;
@@ -292,7 +308,7 @@ export class BlockingWatcher implements Watcher {
    * wait goes on after the event loop's turn, towards the same interval.
    */
   #run<T>(probe: () => T | undefined, probeNow: boolean): T | undefined {
-    const end = this.#lastYield + SLICE_MS;
+    const end = sliceEnd(this.#lastYield);
     for (;;) {
       let now = performance.now();
       if (probeNow || this.#hinted || now >= this.#due) {
@@ -317,7 +333,7 @@ export class BlockingWatcher implements Watcher {
     const deadline = performance.now() + Math.min(timeoutMs, this.#intervalMs);
     for (;;) {
       let now = performance.now();
-      if (now - this.#lastYield >= SLICE_MS) {
+      if (now >= sliceEnd(this.#lastYield)) {
         await this.#turn();
         now = performance.now();
       }
@@ -327,7 +343,7 @@ export class BlockingWatcher implements Watcher {
       // Only here does a close of F.lock end the wait: `nextHint` follows a
       // probe that found the lock taken (untilFree). The probe loop (#run)
       // ignores it, since there it would mostly be our own release.
-      const wake = this.#wait(Math.min(remaining, this.#lastYield + SLICE_MS - now), true);
+      const wake = this.#wait(Math.min(remaining, sliceEnd(this.#lastYield) - now), true);
       if (wake === 'event') return;
       if (wake === 'interrupted') this.#lastYield = -Infinity;
     }
@@ -348,13 +364,14 @@ export class BlockingWatcher implements Watcher {
 
   #wait(ms: number, lockReleases = false): Wake {
     if (this.#watch?.alive) return this.#watch.wait(ms, lockReleases);
-    return sleepSync(ms) ? 'timeout' : 'interrupted';
+    return pollWith(null, ms) === 'interrupted' ? 'interrupted' : 'timeout';
   }
 
   /** One turn of the event loop: signal handlers, timers and I/O callbacks run. */
   async #turn(): Promise<void> {
     await nextTurn();
     this.#lastYield = performance.now();
+    turnTaken(this.#lastYield);
   }
 
   close(): void {

@@ -8,7 +8,8 @@
  * chunk.
  */
 import fs from 'node:fs';
-import { EINTR, POLLIN, errnoError, inotifyAddWatch, inotifyInit, pollMs, read } from './libc.js';
+import { POLLIN, errnoError, inotifyAddWatch, inotifyInit, read } from './libc.js';
+import { pollWith } from './wakeups.js';
 
 export const IN_MOVED_TO = 0x80;
 export const IN_CREATE = 0x100;
@@ -84,20 +85,18 @@ export class DirectoryWatch {
 
   /**
    * Blocks until an event for our name arrives or `timeoutMs` passes (or a
-   * signal interrupts the wait). Events for other names are read and
-   * dropped on the way. A close of the lock file counts only with
-   * `lockReleases`: for a waiter that found the lock taken. Otherwise it is
-   * dropped too, since it is as likely to be this process's own release
-   * (each one closes `F.lock`), and waking on it made an idle consumer
-   * wake itself in a loop (issue 17, item 7).
+   * signal or another wakeup interrupts the wait: src/sys/wakeups.ts).
+   * Events for other names are read and dropped on the way. A close of the
+   * lock file counts only with `lockReleases`: for a waiter that found the
+   * lock taken. Otherwise it is dropped too, since it is as likely to be
+   * this process's own release (each one closes `F.lock`), and waking on it
+   * made an idle consumer wake itself in a loop (issue 17, item 7).
    */
   wait(timeoutMs: number, lockReleases = false): Wake {
     let deadline: number | undefined;
     for (;;) {
-      this.#pollfd.writeInt16LE(0, 6);
-      const ready = pollMs(this.#pollfd, 1, timeoutMs);
-      if (ready < 0) return ready === -EINTR ? 'interrupted' : 'timeout';
-      if (ready === 0) return 'timeout';
+      const polled = pollWith(this.#pollfd, timeoutMs);
+      if (polled !== 'ready') return polled;
       if (this.#drain(lockReleases)) return 'event';
       if (!this.#alive) return 'timeout';
       // Only other names' events: wait out the rest of the timeout.

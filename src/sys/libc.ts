@@ -115,8 +115,8 @@ const pollAsyncFn = cfunc('int poll(void *fds, unsigned long nfds, int timeout)'
 
 export const POLLIN = 0x001;
 export const POLLOUT = 0x004;
-const POLLERR = 0x008;
-const POLLHUP = 0x010;
+export const POLLERR = 0x008;
+export const POLLHUP = 0x010;
 
 const timespec = Buffer.alloc(16);
 
@@ -282,6 +282,37 @@ export function lstatIdentity(file: string): LinkIdentity | number {
   return { type, id: `${statxBuffer.readUInt32LE(136)}:${statxBuffer.readUInt32LE(140)}:${ino}` };
 }
 
+/** What a multicast consumer's look at `F` needs, without node:fs's BigIntStats (14 BigInts and an object per call). */
+export interface FileIdentity {
+  /** S_IFMT bits of the mode. */
+  readonly type: number;
+  readonly links: number;
+  /** `dev:ino:ctimeNs:size`, as core/read.ts's identityOf makes it from a BigIntStats. */
+  readonly identity: string;
+}
+
+const STATX_BASIC_STATS = 0x7ff;
+
+/**
+ * lstat of `file` through statx(2) into a reused buffer: type, links and
+ * the chunk identity; minus the errno on failure. The device number is
+ * glibc's makedev of the major and minor, as libuv gives it to node:fs.
+ */
+export function lstatChunk(file: string): FileIdentity | number {
+  const result = checked(statxFn(AT_FDCWD, file, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, statxBuffer));
+  if (result < 0) return result;
+  const b = statxBuffer;
+  const type = b.readUInt16LE(28) & 0o170000;
+  const links = b.readUInt32LE(16);
+  const ino = b.readBigUInt64LE(32);
+  const size = b.readBigUInt64LE(40);
+  const ctimeNs = b.readBigInt64LE(112) * 1_000_000_000n + BigInt(b.readUInt32LE(120));
+  const major = BigInt(b.readUInt32LE(136));
+  const minor = BigInt(b.readUInt32LE(140));
+  const dev = ((major & 0xfffff000n) << 32n) | ((major & 0xfffn) << 8n) | ((minor & 0xffffff00n) << 12n) | (minor & 0xffn);
+  return { type, links, identity: `${dev}:${ino}:${ctimeNs}:${size}` };
+}
+
 // --- Descriptors -------------------------------------------------------------------
 
 const fcntlFn = cfunc('int fcntl(int fd, int cmd, ...)');
@@ -302,6 +333,11 @@ export function setNonBlocking(fd: number): boolean {
   return flags >= 0 && fcntlFn(fd, F_SETFL, 'int', flags | O_NONBLOCK) >= 0;
 }
 
+/** fcntl(F_GETFL): the descriptor's status flags (access mode, O_NONBLOCK, ...), or minus the errno. */
+export function statusFlags(fd: number): number {
+  return checked(fcntlFn(fd, F_GETFL));
+}
+
 /**
  * Asks for a pipe buffer of at least `bytes` (Linux rounds up to a power of
  * two; unprivileged processes are capped by /proc/sys/fs/pipe-max-size, 1 MiB
@@ -310,6 +346,15 @@ export function setNonBlocking(fd: number): boolean {
  */
 export function growPipe(fd: number, bytes: number): boolean {
   return fcntlFn(fd, F_SETPIPE_SZ, 'int', bytes) >= 0;
+}
+
+// --- Signals ---------------------------------------------------------------------
+
+const raiseFn = cfunc('int raise(int sig)');
+
+/** raise(3): the signal to this thread, its handler run before this returns; 0, or minus the errno. */
+export function raiseSignal(signal: number): number {
+  return checked(raiseFn(signal));
 }
 
 // --- Exec --------------------------------------------------------------------------
@@ -334,8 +379,8 @@ export function execInPlace(file: string, argv: string[]): number {
     const fdFlags = fcntlFn(fd, F_GETFD);
     if (fdFlags < 0) continue; // not open: the program gets it closed too
     if (fdFlags & FD_CLOEXEC) fcntlFn(fd, F_SETFD, 'int', fdFlags & ~FD_CLOEXEC);
-    const statusFlags = fcntlFn(fd, F_GETFL);
-    if (statusFlags >= 0 && statusFlags & O_NONBLOCK) fcntlFn(fd, F_SETFL, 'int', statusFlags & ~O_NONBLOCK);
+    const flags = fcntlFn(fd, F_GETFL);
+    if (flags >= 0 && flags & O_NONBLOCK) fcntlFn(fd, F_SETFL, 'int', flags & ~O_NONBLOCK);
   }
   for (const signal of IGNORED_BY_NODE) signalFn(signal, null);
   sigprocmaskFn(SIG_SETMASK, Buffer.alloc(128), null);

@@ -92,6 +92,11 @@ test('--quick --json runs every part, passes every correctness check and prints 
   expect(figure(/^peak RSS.*producer/).target).toBe('<= 80.0 MiB');
   expect(figure(/^start-up/).yardstick).toBe('node -e 0');
   for (const pattern of [/^1 consumer at 100 lines\/s: latency p50/, /^50 consumers at 100 lines\/s: worst/, /^peak RSS.*consumer/]) figure(pattern);
+  // Issue 20's rows: idle CPU and a neighbour bus's chunks against C, the RSS trend against itself at half time.
+  expect(figure(/^CPU of one idle multicast consumer/).target).toBe('<= 5.00 ms');
+  expect(figure(/^a consumer's CPU per chunk of another bus/).target).toBe('<= 5 us');
+  expect(figure(/^RSS after .* multicast consumer/).yardstick).toMatch(/^itself at/);
+  expect(figure(/^50 consumers at 100 lines\/s: latency p50/).target).toBe('<= 2 x');
   // Figures of flags that other work adds: a value once the flag exists, until then a row that says so.
   for (const pattern of [/--lines chunk rate/, /--history 3000: worst consumer got/, /producer chunk rate.*--history/]) {
     const row = figure(pattern);
@@ -131,7 +136,7 @@ test('a bad flag is one line and exit 2', async () => {
   const run = bench(['--only', 'nothing']);
   const { code } = await run.exited;
   expect(code).toBe(2);
-  expect(run.stderr().split('\n')[0]).toBe("bench: --only: unknown part 'nothing' (parts: startup, throughput, queue, fanout, cost, memory, exec)");
+  expect(run.stderr().split('\n')[0]).toBe("bench: --only: unknown part 'nothing' (parts: startup, throughput, queue, fanout, cost, memory, idle, neighbour, trend, groups, exec)");
   expect(run.stderr()).not.toMatch(/\n\s+at /);
 });
 

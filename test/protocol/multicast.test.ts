@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { createConsumer } from '../../src/index.js';
-import { type Proc, filebus, inotifyFds, randomBytes, tempDir, until, writeLinesAtRate } from '../helpers.js';
+import { type Proc, filebus, inotifyFds, randomBytes, sleep, tempDir, until, within, writeLinesAtRate } from '../helpers.js';
 
 /** True when `out` holds `lines` as whole lines, in order, each at most once, and nothing else (a subsequence: multicast may skip). */
 function subsequenceOf(out: string, lines: string[]): boolean {
@@ -180,4 +180,40 @@ test('FILEBUS_NO_FILE_MONITORING=1 turns notifications off too', async () => {
   await consumer.waitForBytes(2, 5000);
   expect(consumer.stderr()).toBe('');
   expect(inotifyFds(consumer.child.pid!)).toBe(0);
+});
+
+/**
+ * The command's blocking wait keeps the event loop waiting for seconds
+ * between chunks; a signal must still end it at once, whichever of Node's
+ * threads the kernel hands it to: libuv's signal pipe is in its poll set
+ * (src/sys/wakeups.ts). tgkill(2) aims the signal at one thread.
+ */
+test('an idle multicast consumer exits 128+n within 1 s of SIGTERM or SIGINT sent to any one of its threads', async () => {
+  const { createRequire } = await import('node:module');
+  const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
+  const tgkill = koffi.load('libc.so.6').func('int tgkill(int tgid, int tid, int sig)');
+  const bus = path.join(tempDir(), 'bus');
+  const signals = [['SIGTERM', 15], ['SIGINT', 2]] as const;
+  let tested = 0;
+  for (const threadIndex of [0, 1, 2, 3]) {
+    for (const [name, number] of signals) {
+      const consumer = filebus(['--filename', bus, 'consumer'], { stdin: 'ignore' });
+      const pid = consumer.child.pid!;
+      await until(() => inotifyFds(pid) > 0, 10_000, 'the consumer to watch the bus');
+      const threads = fs.readdirSync(`/proc/${pid}/task`).map(Number).sort((a, b) => a - b);
+      const tid = threads[threadIndex];
+      if (tid === undefined) {
+        consumer.child.kill('SIGKILL');
+        await consumer.exited;
+        continue;
+      }
+      await sleep(300); // past the start-up's turns, into the long wait
+      const sent = performance.now();
+      expect(tgkill(pid, tid, number), `tgkill ${name} to thread ${tid}`).toBe(0);
+      expect(await within(consumer.exited, 5000, `exit after ${name} to thread #${threadIndex}`)).toBe(128 + number);
+      expect(performance.now() - sent, `ms from ${name} to thread #${threadIndex} to the exit`).toBeLessThan(1000);
+      tested++;
+    }
+  }
+  expect(tested).toBeGreaterThanOrEqual(4);
 });
