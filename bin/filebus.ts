@@ -40,7 +40,7 @@ async function runBash(args: string[]): Promise<void> {
 }
 
 async function runStatus({ filename, json }: Extract<Invocation, { kind: 'status' }>): Promise<void> {
-  const { status, formatStatus } = await import('../src/status.js');
+  const { status, formatStatus } = await import('../src/status/status.js');
   const found = status(filename);
   if (!found.exists) throw new BusError(`no bus at ${found.path}: neither it nor ${found.path}.lock exists`, found.path);
   process.stdout.write(json ? `${JSON.stringify(found)}\n` : formatStatus(found));

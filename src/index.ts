@@ -6,6 +6,6 @@
  */
 export { createProducer, type Producer } from './producer.js';
 export { createConsumer, consume, type ConsumeOptions, type Deliver, type MissedChunks } from './consumer.js';
-export { status, type BusStatus, type FileStatus } from './status.js';
+export { status, type BusStatus, type FileStatus } from './status/status.js';
 export type { BusOptions, RecordMode } from './options.js';
 export { BusError, UsageError } from './errors.js';
