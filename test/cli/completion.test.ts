@@ -92,8 +92,8 @@ const completed: Array<[string, string]> = [
   ['filebus --impl bash con', 'filebus --impl bash consumer'],
   ['filebus --impl=bash con', 'filebus --impl=bash consumer'],
   ['filebus --impl=t', 'filebus --impl=typescript'],
-  ['filebus --filename=/tmp/x consumer --re', 'filebus --filename=/tmp/x consumer --replay'],
-  ['filebus --filename /tmp/x consumer --re', 'filebus --filename /tmp/x consumer --replay'],
+  ['filebus --filename=/tmp/x consumer --rep', 'filebus --filename=/tmp/x consumer --replay'],
+  ['filebus --filename /tmp/x consumer --rep', 'filebus --filename /tmp/x consumer --replay'],
   ['filebus --no-f', 'filebus --no-file-monitoring'],
   ['filebus --lossless sta', 'filebus --lossless status'],
 ];
