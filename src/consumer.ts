@@ -9,7 +9,7 @@ import { type Bus, type RunSettings, openBus } from './core/bus.js';
 import { FileCursor } from './core/cursor.js';
 import { refuseLink } from './core/checks.js';
 import { historyTakeOver, type MissedChunks } from './ext/history/history.js';
-import { checkGroupOptions } from './ext/groups/files.js';
+import { checkGroupOptions } from './ext/groups/name.js';
 import { consumeGroup } from './ext/groups/member.js';
 import type { BusOptions } from './options.js';
 import { ScratchBuffer } from './core/read.js';

@@ -21,7 +21,7 @@ import type yargsParser from 'yargs-parser';
 import { UsageError } from '../errors.js';
 import { type BusOptions, MAX_BLOCK_SIZE, MAX_SLEEP_INTERVAL, defaults, parseBlockSize, parseHistory, parseProducers, parseSleepInterval } from '../options.js';
 import { DEFAULT_ATTEMPTS, parseJobs, parseRetries } from '../ext/exec/options.js';
-import { parseGroupName } from '../ext/groups/files.js';
+import { parseGroupName } from '../ext/groups/name.js';
 import { COMPLETIONS_FLAG, type CompletionSpec, complete, completionScript } from './completion.js';
 import { closest } from './suggest.js';
 

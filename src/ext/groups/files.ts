@@ -11,27 +11,14 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { UsageError, errnoCode } from '../../errors.js';
+import { errnoCode } from '../../errors.js';
 import type { BusPaths } from '../../options.js';
 import { RECORD_DIGITS, recordNumber } from '../../core/record-file.js';
 import { EWOULDBLOCK, LOCK_EX, LOCK_NB, LOCK_UN, flock, preadStart } from '../../sys/libc.js';
 
-/** Letters, digits, '.', '_', '-'; not starting with '.' or '-' (no hidden or option-like names, no '/'). */
-const NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$/;
-
-/** A group name from a flag or the API, or a UsageError in one line. */
-export function parseGroupName(value: unknown, option = '--group'): string {
-  if (typeof value !== 'string' || !NAME.test(value)) {
-    throw new UsageError(`${option} NAME must be 1 to 64 letters, digits, '.', '_' or '-', not starting with '.' or '-'; got '${String(value)}'`);
-  }
-  return value;
-}
-
-/** A consumer's `group` with the rest of its options: a name, and a multicast bus. */
-export function checkGroupOptions(options: { group?: unknown; backPressure?: boolean | undefined }): void {
-  parseGroupName(options.group);
-  if (options.backPressure) throw new UsageError('--group is for multicast buses with history; a back-pressure bus already hands each chunk to one consumer');
-}
+// The name's checks live in a leaf module, so the command line can use them without loading libc.
+import { NAME } from './name.js';
+export { checkGroupOptions, parseGroupName } from './name.js';
 
 export interface GroupPaths {
   readonly name: string;
