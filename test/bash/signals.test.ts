@@ -14,7 +14,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { type Impl, type Proc, filebus, sleep, tempDir, until, within } from '../helpers.js';
+import { type Impl, type Proc, drainFifo, filebus, sleep, tempDir, until, within } from '../helpers.js';
 
 // The TypeScript consumer is tested the same way in test/signals/backpressure-output.test.ts (it waits in poll(2), not in a blocking write).
 const impls: Impl[] = ['bash'];
@@ -27,23 +27,7 @@ function fifo(dir: string, name: string): { fd: number; drain(): Buffer } {
   return {
     fd,
     /** Everything in the pipe now, without blocking. */
-    drain() {
-      const reader = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
-      const chunks: Buffer[] = [];
-      const buffer = Buffer.alloc(65536);
-      try {
-        for (;;) {
-          const n = fs.readSync(reader, buffer);
-          if (n === 0) break;
-          chunks.push(Buffer.from(buffer.subarray(0, n)));
-        }
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error;
-      } finally {
-        fs.closeSync(reader);
-      }
-      return Buffer.concat(chunks);
-    },
+    drain: () => drainFifo(file),
   };
 }
 
