@@ -11,7 +11,7 @@ import type { PublishHook } from '../../core/extension.js';
 import type { BusPaths } from '../../options.js';
 import { historyWindow } from '../history/history.js';
 import { EWOULDBLOCK, LOCK_EX, LOCK_NB, flock, preadStart } from '../../sys/libc.js';
-import { groupNames, groupPaths, groupsDir, heldByLiveProcess, historyHead, parseGroupName, parseRecord, readRecordFile } from './files.js';
+import { groupNames, groupPaths, groupsDir, heldByLiveProcess, historyHead, parseClaimLink, parseGroupName, parseRecord, readRecordFile } from './files.js';
 
 export { parseGroupName } from './files.js';
 export { GroupMember, consumeGroup } from './member.js';
@@ -45,10 +45,10 @@ export function groupsStatus(paths: Pick<BusPaths, 'file' | 'history'>): GroupSt
     let claimed = 0;
     let lowest = Infinity;
     for (const entry of listOrNothing(g.claims)) {
-      const seq = /\.(\d+)$/.exec(entry)?.[1];
-      if (seq === undefined) continue;
+      const link = parseClaimLink(entry);
+      if (link === undefined) continue;
       claimed++;
-      lowest = Math.min(lowest, Number(seq));
+      lowest = Math.min(lowest, link.seq);
     }
     const members = listOrNothing(g.members).filter((member) => heldByLiveProcess(path.join(g.members, member))).length;
     const firstUndelivered = position === null ? null : Math.min(position, lowest);

@@ -26,7 +26,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { BusError, busError, errnoCode } from '../../errors.js';
 import type { Bus } from '../../core/bus.js';
-import type { ClaimSource, ClaimedChunk } from '../../core/extension.js';
+import type { AttemptFailure, ClaimSource, ClaimedChunk, FailedTo } from '../../core/extension.js';
 import { BusLock } from '../../core/lock.js';
 import { checkRegular } from '../../core/checks.js';
 import { type ScratchBuffer, identityOf, readChunk } from '../../core/read.js';
@@ -34,7 +34,23 @@ import { overwriteRecord } from '../../core/record-file.js';
 import { BUSY, untilFree } from '../../core/wait.js';
 import { type MissedChunks, entryName, historyWindow } from '../history/history.js';
 import { ENOENT, EWOULDBLOCK, LOCK_EX, LOCK_NB, errnoError, flock, link, lstatIdentity, unlink } from '../../sys/libc.js';
-import { type GroupPaths, PLAIN_LENGTH, RECORD_LENGTH, groupPaths, groupsDir, historyHead, parseGroupName, plainBytes, readPlainFd, readRecordFd, recordBytes } from './files.js';
+import {
+  type GroupPaths,
+  PLAIN_LENGTH,
+  RECORD_LENGTH,
+  claimLinkName,
+  groupDeadLetterPath,
+  groupPaths,
+  groupsDir,
+  historyHead,
+  parseClaimLink,
+  parseDeadLetter,
+  parseGroupName,
+  plainBytes,
+  readPlainFd,
+  readRecordFd,
+  recordBytes,
+} from './files.js';
 
 export interface GroupMemberOptions {
   /** A group made by this member starts at the oldest chunk kept instead of the newest. */
@@ -62,6 +78,7 @@ interface Claim {
 interface Pending {
   readonly seq: number;
   readonly claim: Claim;
+  /** Failed attempts so far (`--exec`): the link's name says it, `claims/<id>.<seq>.attempts-<n>`. */
   readonly attempts: number;
 }
 
@@ -222,29 +239,69 @@ export class GroupMember implements ClaimSource {
         fs.closeSync(fd);
         continue;
       }
-      const seqs = names
-        .filter((n) => n.startsWith(`${id}.`) && n !== name)
-        .map((n) => Number(n.slice(id.length + 1)))
-        .filter((n) => Number.isSafeInteger(n))
-        .sort((a, b) => a - b);
+      const links = names
+        .map(parseClaimLink)
+        .filter((link) => link !== undefined && link.id === id)
+        .sort((a, b) => a!.seq - b!.seq) as Array<{ seq: number; attempts: number }>;
+      const seqs = links.map((link) => link.seq);
       if (seqs.length === 0) {
         unlink(file);
         fs.closeSync(fd);
         continue;
       }
-      const attempts = (readRecordFd(fd) ?? 1) + 1;
-      overwriteRecord(fd, recordBytes(attempts), RECORD_LENGTH, file);
+      const handedOut = (readRecordFd(fd) ?? 1) + 1;
+      overwriteRecord(fd, recordBytes(handedOut), RECORD_LENGTH, file);
       const claim: Claim = { id, fd, remaining: seqs.length };
       this.#held.set(id, claim);
-      for (const seq of seqs) taken.push({ seq, claim, attempts });
+      for (const link of links) taken.push({ seq: link.seq, claim, attempts: link.attempts });
       highest = Math.max(highest, seqs.at(-1)!);
       this.#options.log?.(`took over ${seqs.length} chunk(s) (seq ${seqs[0]}-${seqs.at(-1)}) from a member of group ${this.#g.name} that stopped`);
     }
+    this.#adoptDeadLetters(names, taken);
     if (taken.length === 0) return;
     this.#queue.push(...taken.sort((a, b) => a.seq - b.seq));
     // A member killed after linking a batch and before moving the position: go on after it.
     const position = this.#readPosition();
     if (highest >= position) this.#writePosition(highest + 1);
+  }
+
+  /**
+   * Under the group lock: dead letters a person moved back into `claims/`
+   * (`mv F.groups/NAME/dead/* F.groups/NAME/claims/`) become claims of
+   * this member, `back-<seq>.lock` and `back-<seq>.<seq>`, their attempts
+   * back at 0. The lock file comes first, as for any claim, so a member
+   * killed in between leaves the loose file or a claim, never neither.
+   */
+  #adoptDeadLetters(names: string[], taken: Pending[]): void {
+    for (const name of names) {
+      const seq = parseDeadLetter(name);
+      if (seq === undefined) continue;
+      const id = `back-${seq}`;
+      const lockFile = path.join(this.#g.claims, `${id}.lock`);
+      let fd: number;
+      try {
+        fd = fs.openSync(lockFile, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL | O_FLAGS, 0o666);
+      } catch (error) {
+        // The same chunk is back already, and its claim not yet done: this copy waits for it.
+        if (errnoCode(error) === 'EEXIST') continue;
+        throw busError('create the claim', lockFile, error);
+      }
+      flock(fd, LOCK_EX | LOCK_NB);
+      overwriteRecord(fd, recordBytes(1), RECORD_LENGTH, lockFile);
+      const from = path.join(this.#g.claims, name);
+      try {
+        fs.renameSync(from, path.join(this.#g.claims, claimLinkName(id, seq, 0)));
+      } catch (error) {
+        unlink(lockFile);
+        fs.closeSync(fd);
+        if (errnoCode(error) === 'ENOENT') continue;
+        throw busError('move', from, error);
+      }
+      const claim: Claim = { id, fd, remaining: 1 };
+      this.#held.set(id, claim);
+      taken.push({ seq, claim, attempts: 0 });
+      this.#options.log?.(`group ${this.#g.name}: dead letter seq ${seq} is back; taking it again`);
+    }
   }
 
   /**
@@ -283,7 +340,7 @@ export class GroupMember implements ClaimSource {
         fs.closeSync(fd);
         throw busError('link into the claim', path.join(this.#g.claims, `${id}.${seq}`), errnoError(result));
       }
-      this.#queue.push({ seq, claim, attempts: 1 });
+      this.#queue.push({ seq, claim, attempts: 0 });
       claim.remaining++;
     }
     if (claim.remaining === 0) {
@@ -349,7 +406,7 @@ export class GroupMember implements ClaimSource {
 
   #read(pending: Pending): ClaimedChunk | undefined {
     const { seq, claim, attempts } = pending;
-    const file = `${this.#g.claims}/${claim.id}.${seq}`;
+    const file = `${this.#g.claims}/${claimLinkName(claim.id, seq, attempts)}`;
     const chunk = readChunk(file, this.#options.scratch, this.#options.sizeMayBeStale);
     // Gone (removed by hand): nothing to deliver. Empty: nothing to pass on.
     if (chunk === undefined || chunk.data.length === 0) {
@@ -372,16 +429,68 @@ export class GroupMember implements ClaimSource {
         if (done) return;
         done = true;
         // Still claimed by this member: it comes again from the next take (another member's if this one stops first).
-        this.#queue.unshift({ seq, claim, attempts: attempts + 1 });
+        this.#queue.unshift(pending);
+      },
+      fail: (failure: AttemptFailure, maxAttempts: number): FailedTo => {
+        if (done) throw new Error(`chunk ${seq} is already settled`);
+        done = true;
+        return this.#fail(pending, failure, maxAttempts);
       },
     };
   }
 
+  /**
+   * A failed attempt, settled by this member alone (it holds the claim):
+   * the link is renamed to count it and the chunk comes again from this
+   * member's next take (another member's if this one stops first); after
+   * the last allowed attempt it moves to the group's dead letters.
+   */
+  #fail(pending: Pending, failure: AttemptFailure, maxAttempts: number): FailedTo {
+    const { seq, claim } = pending;
+    const attempts = pending.attempts + 1;
+    const from = path.join(this.#g.claims, claimLinkName(claim.id, seq, pending.attempts));
+    if (this.#closed) return attempts < maxAttempts ? 'retry' : 'dead';
+    if (attempts < maxAttempts) {
+      const to = path.join(this.#g.claims, claimLinkName(claim.id, seq, attempts));
+      try {
+        fs.renameSync(from, to);
+      } catch (error) {
+        throw busError('move', from, error);
+      }
+      this.#queue.unshift({ seq, claim, attempts });
+      return 'retry';
+    }
+    try {
+      fs.mkdirSync(this.#g.dead, 0o777);
+    } catch (error) {
+      if (errnoCode(error) !== 'EEXIST') throw busError('create the directory', this.#g.dead, error);
+    }
+    try {
+      fs.renameSync(from, groupDeadLetterPath(this.#g, seq, failure.status, attempts));
+    } catch (error) {
+      throw busError('move', from, error);
+    }
+    this.#settled(claim);
+    return 'dead';
+  }
+
+  /** Where a chunk of this group goes once its last allowed attempt failed. */
+  deadLetterOf(chunk: ClaimedChunk, failure: AttemptFailure): string {
+    if (!/^\d+$/.test(chunk.id)) return 'nowhere (a chunk without history has no claim to keep it)';
+    return groupDeadLetterPath(this.#g, Number(chunk.id), failure.status, chunk.attempts + 1);
+  }
+
   /** Delivered: the claim's link goes, and with the last one the claim. No group lock: only this member touches its claim. */
-  #ack({ seq, claim }: Pending): void {
+  #ack({ seq, claim, attempts }: Pending): void {
     if (this.#closed) return;
-    const result = unlink(`${this.#g.claims}/${claim.id}.${seq}`);
-    if (result < 0 && result !== -ENOENT) throw busError('remove', path.join(this.#g.claims, `${claim.id}.${seq}`), errnoError(result));
+    const file = path.join(this.#g.claims, claimLinkName(claim.id, seq, attempts));
+    const result = unlink(file);
+    if (result < 0 && result !== -ENOENT) throw busError('remove', file, errnoError(result));
+    this.#settled(claim);
+  }
+
+  /** One chunk of `claim` is settled: with the last, the claim goes. */
+  #settled(claim: Claim): void {
     if (--claim.remaining > 0) return;
     unlink(`${this.#g.claims}/${claim.id}.lock`);
     fs.closeSync(claim.fd);
@@ -405,9 +514,14 @@ function plainChunk(pending: PendingPlain, queue: Array<Pending | PendingPlain>)
   return {
     data: pending.plain,
     id: `plain ${pending.identity}`,
-    attempts: 1,
+    attempts: 0,
     ack: () => {
       done = true;
+    },
+    // No claim keeps it, so no retry either: a failure loses it, as a death would.
+    fail: () => {
+      done = true;
+      return 'dead';
     },
     release: () => {
       if (done) return;
