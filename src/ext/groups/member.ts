@@ -32,8 +32,9 @@ import { checkRegular } from '../../core/checks.js';
 import { type ScratchBuffer, identityOf, readChunk } from '../../core/read.js';
 import { overwriteRecord } from '../../core/record-file.js';
 import { BUSY, untilFree } from '../../core/wait.js';
-import { type MissedChunks, entryName, historyWindow } from '../history/history.js';
-import { ENOENT, EWOULDBLOCK, LOCK_EX, LOCK_NB, errnoError, flock, link, lstatIdentity, unlink } from '../../sys/libc.js';
+import { type MissedChunks, entryName } from '../history/history.js';
+import { HistoryDir, readHeadOnce } from '../history/files.js';
+import { AT_CWD, ENOENT, EWOULDBLOCK, LOCK_EX, LOCK_NB, errnoError, flock, linkat, unlink } from '../../sys/libc.js';
 import {
   type GroupPaths,
   PLAIN_LENGTH,
@@ -42,7 +43,6 @@ import {
   groupDeadLetterPath,
   groupPaths,
   groupsDir,
-  historyHead,
   parseClaimLink,
   parseDeadLetter,
   parseGroupName,
@@ -109,6 +109,13 @@ export class GroupMember implements ClaimSource {
   #perChunkMs = BATCH_MS;
   #takenAt = 0;
   #waitingForHistory = false;
+  /**
+   * `F.history/`, open: entries are looked at, listed and linked relative
+   * to this descriptor, so a link swapped in at `F.history` later cannot
+   * send the member's links or reads outside the bus (see
+   * ../history/files.ts). Opened once the history is there.
+   */
+  #history: HistoryDir | undefined;
   #closed = false;
   readonly #probe = () => this.#fill();
 
@@ -168,6 +175,8 @@ export class GroupMember implements ClaimSource {
       unlink(this.#memberFile);
       fs.closeSync(this.#memberFd);
     }
+    this.#history?.close();
+    this.#history = undefined;
     if (this.#positionFd >= 0) fs.closeSync(this.#positionFd);
     if (this.#plainFd >= 0) fs.closeSync(this.#plainFd);
     this.#lock.close();
@@ -175,9 +184,9 @@ export class GroupMember implements ClaimSource {
 
   /** Where a new group starts: the newest chunk (the oldest kept with replay), or the first when there is no history yet. */
   #startPosition(): number {
-    const head = historyHead(this.#bus.options.paths);
+    const head = this.#head();
     if (head === undefined) return 1;
-    if (this.#options.replay) return historyWindow(this.#bus.options.paths)?.first ?? head + 1;
+    if (this.#options.replay) return this.#window()?.first ?? head + 1;
     return Math.max(1, head);
   }
 
@@ -309,7 +318,6 @@ export class GroupMember implements ClaimSource {
    * all there are at most. True when it took every chunk the history has.
    */
   #claim(): boolean {
-    const { history } = this.#bus.options.paths;
     let position = this.#readPosition();
     if (!this.#entryExists(position)) {
       const from = this.#skipMissed(position);
@@ -333,7 +341,8 @@ export class GroupMember implements ClaimSource {
     const batch = Math.max(1, Math.min(MAX_BATCH, Math.floor(BATCH_MS / this.#perChunkMs)));
     let seq = position;
     for (; seq < position + batch; seq++) {
-      const result = link(`${history}/${entryName(seq)}`, `${this.#g.claims}/${id}.${seq}`);
+      const history = this.#history;
+      const result = history === undefined ? -ENOENT : linkat(history.fd, entryName(seq), AT_CWD, `${this.#g.claims}/${id}.${seq}`);
       if (result === -ENOENT) break;
       if (result < 0) {
         unlink(lockFile);
@@ -385,14 +394,14 @@ export class GroupMember implements ClaimSource {
    * from, or undefined when there is nothing to take yet.
    */
   #skipMissed(position: number): number | undefined {
-    const head = historyHead(this.#bus.options.paths);
+    const head = this.#head();
     if (head === undefined) {
       if (!this.#waitingForHistory) this.#options.log?.(`group ${this.#g.name}: waiting for the history at ${this.#bus.options.paths.history} (a producer with --history N)`);
       this.#waitingForHistory = true;
       return undefined;
     }
     if (head < position) return undefined;
-    const window = historyWindow(this.#bus.options.paths);
+    const window = this.#window();
     if (window === undefined || window.last < position) return undefined;
     if (window.first <= position) return this.#entryExists(position) ? position : undefined;
     this.#options.onMissed?.({ first: position, last: window.first - 1, count: window.first - position });
@@ -401,7 +410,35 @@ export class GroupMember implements ClaimSource {
   }
 
   #entryExists(seq: number): boolean {
-    return typeof lstatIdentity(`${this.#bus.options.paths.history}/${entryName(seq)}`) !== 'number';
+    return this.#historyDir()?.has(seq) ?? false;
+  }
+
+  /**
+   * The history's directory, held open; checked against `F.history` on
+   * each use (one lstat): removed, it is let go; made again, the new one
+   * is opened; a link there is refused with one line, never followed.
+   */
+  #historyDir(): HistoryDir | undefined {
+    if (this.#history !== undefined) {
+      if (this.#history.check() === 'same') return this.#history;
+      this.#history.close();
+      this.#history = undefined;
+    }
+    this.#history = HistoryDir.open(this.#bus.options.paths.history);
+    return this.#history;
+  }
+
+  /** `F.history/head` read through the directory held: the last number given, or undefined. */
+  #head(): number | undefined {
+    const dir = this.#historyDir();
+    const head = dir && readHeadOnce(dir);
+    return head?.kind === 'ok' ? head.seq : undefined;
+  }
+
+  /** The oldest and newest entries the history keeps, listed through the directory held. */
+  #window(): { first: number; last: number } | undefined {
+    const seqs = this.#historyDir()?.list() ?? [];
+    return seqs.length === 0 ? undefined : { first: seqs[0]!, last: seqs.at(-1)! };
   }
 
   #read(pending: Pending): ClaimedChunk | undefined {
