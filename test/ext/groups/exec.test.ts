@@ -68,7 +68,7 @@ test('500 chunks through a group of 2 members with --exec and --jobs 2: every ch
 
 test('a command failing on a fixed set of chunks: those end in the group\'s dead letters with their status and attempts, the rest are done once; moved back after mending, they are done', async () => {
   const count = 200;
-  const { dir, out, group, member, produce, counts, joined, settled } = setUp(count);
+  const { dir, bus, out, group, member, produce, counts, joined, settled } = setUp(count);
   const failing = new Set(Array.from({ length: count }, (_, i) => i + 1).filter((i) => i % 25 === 7));
   const script = path.join(dir, 'job.sh');
   const tries = path.join(dir, 'tries');
@@ -91,6 +91,10 @@ test('a command failing on a fixed set of chunks: those end in the group\'s dead
   // The members said why, once per failed attempt.
   const reports = members.flatMap((m) => m.stderr().split('\n')).filter((l) => /^filebus: chunk \d+ failed: exit status 7 \(attempt [12] of 2\)/.test(l));
   expect(reports).toHaveLength(failing.size * 2);
+  // status counts them.
+  const status = filebus(['--filename', bus, 'status', '--json']);
+  expect(await status.exited, status.stderr()).toBe(0);
+  expect(JSON.parse(status.stdout().toString()).groups).toEqual([expect.objectContaining({ name: 'g', deadLetters: failing.size, claimedInFlight: 0, membersAlive: 2 })]);
   // Mended, and put back as documented: the members take them again, from attempt 1.
   fs.writeFileSync(script, `x=$(cat); echo "$x" >> ${out}\n`);
   for (const name of dead) fs.renameSync(`${group}/dead/${name}`, `${group}/claims/${name}`);
