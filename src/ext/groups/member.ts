@@ -86,6 +86,8 @@ interface Pending {
 interface PendingPlain {
   readonly plain: Buffer;
   readonly identity: string;
+  /** Failed attempts so far, kept in memory only. */
+  readonly attempts: number;
 }
 
 const O_FLAGS = fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
@@ -385,7 +387,7 @@ export class GroupMember implements ClaimSource {
     if (chunk === undefined || chunk.identity !== identity || chunk.links !== 1) return;
     overwriteRecord(this.#plainFd, plainBytes(identity), PLAIN_LENGTH, this.#g.plain);
     this.#plainSeen = identity;
-    if (chunk.data.length > 0) this.#queue.push({ plain: chunk.data, identity });
+    if (chunk.data.length > 0) this.#queue.push({ plain: chunk.data, identity, attempts: 0 });
   }
 
   /**
@@ -551,20 +553,23 @@ function plainChunk(pending: PendingPlain, queue: Array<Pending | PendingPlain>)
   return {
     data: pending.plain,
     id: `plain ${pending.identity}`,
-    attempts: 0,
+    attempts: pending.attempts,
     ack: () => {
       done = true;
-    },
-    // No claim keeps it, so no retry either: a failure loses it, as a death would.
-    fail: () => {
-      done = true;
-      return 'dead';
     },
     release: () => {
       if (done) return;
       done = true;
       // Kept by this member only: it is lost if this member stops first (at most once).
       queue.unshift(pending);
+    },
+    // Retried from memory, as it was kept: no dead letter, since no claim keeps its bytes on disk.
+    fail: (_failure: AttemptFailure, maxAttempts: number): FailedTo => {
+      if (done) throw new Error(`chunk plain ${pending.identity} is already settled`);
+      done = true;
+      if (pending.attempts + 1 >= maxAttempts) return 'dead';
+      queue.unshift({ ...pending, attempts: pending.attempts + 1 });
+      return 'retry';
     },
   };
 }

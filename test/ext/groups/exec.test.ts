@@ -169,3 +169,25 @@ test('consume({ group, jobs, retries }): a rejected deliver is retried, then its
   }
   for (const name of fs.readdirSync(`${group}/dead`)) expect(name).toMatch(/^\d+\.error\.attempts-2$/);
 }, 90_000);
+
+test('a chunk without history (one link at F) failing every attempt: retried from memory, then dropped with one line; it has no claim to keep it', async () => {
+  const { dir, bus, group, member, joined } = setUp(0);
+  const tries = path.join(dir, 'tries');
+  const m = member(`cat >> ${tries}; exit 3`, '--retries', '2');
+  await joined(1);
+  const input = path.join(dir, 'plain');
+  fs.writeFileSync(input, '00001\n');
+  const fd = fs.openSync(input, 'r');
+  const producer = filebus(['--filename', bus, '--no-history', 'producer'], { stdin: fd });
+  fs.closeSync(fd);
+  expect(await producer.exited, producer.stderr()).toBe(0);
+  await until(() => m.stderr().includes('attempt 2 of 2'), 10_000, 'the second failure');
+  expect(fs.readFileSync(tries, 'latin1')).toBe('00001\n00001\n');
+  const reports = m.stderr().split('\n').filter((l) => l !== '');
+  expect(reports).toEqual([
+    expect.stringMatching(/^filebus: chunk plain \S+ failed: exit status 3 \(attempt 1 of 2\); to be retried$/),
+    expect.stringMatching(/^filebus: chunk plain \S+ failed: exit status 3 \(attempt 2 of 2\); moved to nowhere \(a chunk without history has no claim to keep it\)$/),
+  ]);
+  expect(fs.existsSync(`${group}/dead`)).toBe(false);
+  await stopAll([m]);
+}, 30_000);
