@@ -212,10 +212,17 @@ async function runExec({ options, verbose }: Run): Promise<void> {
       fs.writeSync(2, `filebus: stopped by a second signal: ${jobs.running} running jobs killed; their chunks go to the next consumer\n`);
     },
   );
-  const bus = openBus({ ...options, log: logger(verbose) }, { writes: true, waitsFor: 'arrival' });
+  // A group's member writes the group's files, never F.
+  const bus = openBus({ ...options, log: logger(verbose) }, { writes: options.backPressure === true, waitsFor: 'arrival' });
   log(verbose, `consumer on ${options.filename}, running: ${options.exec}`);
   try {
-    await consumeClaimed(bus, jobs.run, { jobs: options.jobs, retries: options.retries, signal: stop.signal, report: (line) => process.stderr.write(`filebus: ${line}\n`) });
+    const { MissedReporter } = await import('../src/cli/missed.js');
+    const { refuseLink } = await import('../src/core/checks.js');
+    // No role follows a link at F.history.
+    refuseLink(bus.options.paths.history);
+    const missed = new MissedReporter((line) => process.stderr.write(line));
+    const member = { replay: bus.options.replay, sizeMayBeStale: bus.fileSystem.shared, log: bus.options.log, onMissed: (gap: MissedChunks) => missed.add(gap) };
+    await consumeClaimed(bus, jobs.run, { jobs: options.jobs, retries: options.retries, signal: stop.signal, report: (line) => process.stderr.write(`filebus: ${line}\n`), group: options.group, member });
   } catch (error) {
     if (!stop.signal.aborted) throw error;
   } finally {

@@ -14,7 +14,7 @@ import { consumeGroup } from './ext/groups/member.js';
 import type { BusOptions } from './options.js';
 import { ScratchBuffer } from './core/read.js';
 import { consumeClaimed } from './ext/exec/consume.js';
-import type { ClaimedChunk } from './ext/claims/source.js';
+import type { ClaimedChunk } from './core/extension.js';
 
 export type { Deliver } from './backpressure.js';
 export type { MissedChunks } from './ext/history/history.js';
@@ -40,15 +40,16 @@ export interface ConsumeOptions extends BusOptions {
    */
   group?: string;
   /**
-   * Back pressure: claim each chunk and call `deliver` on up to `jobs` chunks
-   * at once (docs/protocol.md, "Extension: claims"). A chunk leaves the bus
-   * when its `deliver` resolves; a rejection is a failed attempt. Setting
-   * `jobs` or `retries` turns claims on. Default 1.
+   * Back pressure, or with `group`: claim each chunk and call `deliver` on
+   * up to `jobs` chunks at once (docs/protocol.md, "Extension: claims",
+   * "Extension: groups"). A chunk leaves the bus (the group) when its
+   * `deliver` resolves; a rejection is a failed attempt. Setting `jobs` or
+   * `retries` turns claims on. Default 1.
    */
   jobs?: number;
   /**
    * With claims: attempts in all per chunk before it moves to the dead
-   * letters in `F.dead/`. Default 3.
+   * letters: `F.dead/`, or `F.groups/<group>/dead/` with `group`. Default 3.
    */
   retries?: number;
   /** With claims: one line per failed attempt (which chunk, why, where it went). Default: `log`. */
@@ -84,7 +85,8 @@ export async function consumeWith(options: ConsumeOptions, deliver: Deliver, set
         await deliver(chunk.data);
         return undefined;
       };
-      await consumeClaimed(bus, run, { jobs: options.jobs, retries: options.retries, signal: options.signal, report: options.onFailure ?? bus.options.log });
+      const member = { replay: bus.options.replay, sizeMayBeStale: bus.fileSystem.shared, onMissed: options.onMissed, log: bus.options.log };
+      await consumeClaimed(bus, run, { jobs: options.jobs, retries: options.retries, signal: options.signal, report: options.onFailure ?? bus.options.log, group: options.group, member });
     } else if (bus.options.backPressure) await consumeQueue(bus, deliver, options.signal, scratch);
     else if (options.group !== undefined) await consumeGroup(bus, options.group, deliver, { replay: bus.options.replay, scratch, sizeMayBeStale: bus.fileSystem.shared, onMissed: options.onMissed, log: bus.options.log, signal: options.signal });
     else await consumeMulticast(bus, deliver, options, scratch);

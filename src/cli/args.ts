@@ -109,9 +109,9 @@ const commandOptions: Record<Command, OptionTable> = {
       type: 'string',
         describe: 'N: back pressure: the stream ends after N\nend-of-stream chunks (one per producer),\ncounted by all consumers together\n(default 1, at most 1000000)',
     },
-    exec: { type: 'string', describe: "CMD: back pressure: run '/bin/sh -c CMD' per\nchunk, the chunk on its stdin; the chunk\nleaves the bus when CMD exits 0" },
+    exec: { type: 'string', describe: "CMD: back pressure or --group: run\n'/bin/sh -c CMD' per chunk, the chunk on its\nstdin; the chunk is done when CMD exits 0" },
     jobs: { type: 'string', describe: 'N: with --exec, up to N jobs at once\n(default 1)' },
-    retries: { type: 'string', describe: 'N: with --exec, attempts in all before a\nchunk goes to F.dead/ (default 3)' },
+    retries: { type: 'string', describe: 'N: with --exec, attempts in all before a\nchunk goes to F.dead/ (F.groups/NAME/dead/\nwith --group; default 3)' },
   },
   status: {
     json: { type: 'boolean', describe: 'print the status as one JSON object' },
@@ -269,14 +269,17 @@ export function parseCommandLine(args: string[], env: NodeJS.ProcessEnv): Invoca
     if (backPressure && argv.group !== undefined) throw new UsageError('--group is for multicast consumers of a bus with history; a back-pressure bus already shares its chunks');
     const group = value('group', !backPressure);
     if (group !== undefined) options.group = parseGroupName(group);
-    if (argv.exec !== undefined) Object.assign(options, execFlags(argv, backPressure));
+    // FILEBUS_EXEC, _JOBS and _RETRIES count where --exec could: on a work queue or in a group.
+    const claims = backPressure || options.group !== undefined;
+    const exec = value('exec', claims);
+    if (exec !== undefined) Object.assign(options, execFlags({ exec, jobs: value('jobs', claims), retries: value('retries', claims) }, backPressure, options.group));
     else if (argv.jobs !== undefined || argv.retries !== undefined) throw new UsageError('--jobs and --retries go with --exec CMD');
   }
   return { kind: 'run', command: role, options, verbose };
 }
 
-function execFlags(argv: Record<string, unknown>, backPressure: boolean): ExecFlags {
-  if (!backPressure) throw new UsageError('--exec needs a --back-pressure bus: each chunk must go to one consumer');
+function execFlags(argv: Record<string, unknown>, backPressure: boolean, group: string | undefined): ExecFlags {
+  if (!backPressure && group === undefined) throw new UsageError('--exec needs a --back-pressure bus or a --group NAME: each chunk must go to one consumer');
   if (typeof argv.exec !== 'string' || argv.exec.trim() === '') throw new UsageError('--exec needs a command');
   return { exec: argv.exec, jobs: parseJobs(argv.jobs ?? 1), retries: parseRetries(argv.retries ?? DEFAULT_ATTEMPTS) };
 }

@@ -84,29 +84,55 @@ export interface Handover {
 export type TakeOver = (handover: Handover) => Cursor | undefined;
 
 /**
- * A source of chunks handed out one at a time, each to be acknowledged once
- * delivered (a durable group's member, see src/ext/groups/). Generic so
- * that a runner of jobs (`--exec`) can drive one as the consumer does.
+ * A source of chunks handed out one at a time, each claimed by this process
+ * until it is acknowledged, given back or failed: the contract between
+ * whoever holds chunks (a back-pressure bus's claims, src/ext/claims/; a
+ * durable group's member, src/ext/groups/) and whoever delivers them or
+ * runs jobs on them (the consumer, `--exec`'s runner in src/ext/exec/).
+ * Nothing here touches a file.
  */
 export interface ClaimSource {
   /**
-   * The next chunk, once there is one; undefined when the source has ended.
-   * Rejects with the abort reason when `signal` aborts.
+   * The next chunk, claimed for this process; undefined at the end of the
+   * stream (then nothing more will come from this source, though a caller
+   * with jobs still running may ask again: a chunk one of them gives back
+   * is offered once more). A source with no end (a group) never returns
+   * undefined. Rejects with the abort reason when `signal` aborts.
    */
   take(signal?: AbortSignal): Promise<ClaimedChunk | undefined>;
-  /** Gives back every chunk taken and not acknowledged, and lets go of the source. */
+  /** Lets go of what the source holds open: claims not settled become another taker's. */
   close(): void;
 }
+
+/** Why an attempt failed, in the two forms it is shown in. */
+export interface AttemptFailure {
+  /**
+   * A short token safe in a file name, as dead letters are named by it:
+   * `exit-3`, `signal-SIGKILL`, `error`.
+   */
+  readonly status: string;
+  /** The same for a person: `exit status 3`, `killed by SIGKILL`, the error's message. */
+  readonly reason: string;
+}
+
+/** Where a failed chunk went. */
+export type FailedTo = 'retry' | 'dead';
 
 export interface ClaimedChunk {
   /** The chunk's bytes; with a reused buffer, valid until the next `take`. */
   readonly data: Buffer;
-  /** Names the chunk in its source (a group's sequence number). */
+  /** Names the chunk in its source for as long as it lives, across attempts, takers and dead letters. */
   readonly id: string;
-  /** How many times it has been handed out, this time included: above 1 after a taker died. */
+  /** Failed attempts before this one (a taker that died or gave it back is not one). */
   readonly attempts: number;
-  /** Delivered: the source forgets it. */
+  /** Delivered, the work is done: the source forgets it for good. */
   ack(): void;
-  /** Not delivered: handed to the next taker (this one or another). */
+  /** Gives the chunk back untried (no attempt counted): the next taker gets it. */
   release(): void;
+  /**
+   * This attempt failed. With fewer than `maxAttempts` attempts in all the
+   * chunk is given back for another attempt ('retry'), otherwise it goes to
+   * the source's dead letters ('dead').
+   */
+  fail(failure: AttemptFailure, maxAttempts: number): FailedTo;
 }

@@ -17,7 +17,7 @@ import { BUSY, untilFree } from '../../core/wait.js';
 import { busError, errnoCode } from '../../errors.js';
 import { StreamEnds } from '../ends/stream-ends.js';
 import { type ClaimPaths, HeldClaim, claimFromBus, claimNames, claimPaths, ensureDirectory, parseClaimName, takeOrphan } from './claims.js';
-import type { ClaimSource, ClaimedChunk } from './source.js';
+import type { ClaimSource, ClaimedChunk } from '../../core/extension.js';
 
 const END = Symbol('end of stream');
 

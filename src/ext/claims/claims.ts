@@ -18,7 +18,7 @@ import { BusError, busError, errnoCode } from '../../errors.js';
 import { symlinkError } from '../../core/checks.js';
 import { identityOf } from '../../core/read.js';
 import { LOCK_EX, LOCK_NB, errnoError, flock } from '../../sys/libc.js';
-import type { AttemptFailure, ClaimedChunk, FailedTo } from './source.js';
+import type { AttemptFailure, ClaimedChunk, FailedTo } from '../../core/extension.js';
 
 export interface ClaimPaths {
   /** `F`, where the producer publishes. */

@@ -9,7 +9,7 @@
  */
 import os from 'node:os';
 import { spawnJob } from '../../sys/spawn.js';
-import type { ClaimedChunk } from '../claims/source.js';
+import type { ClaimedChunk } from '../../core/extension.js';
 import type { JobResult } from './runner.js';
 
 export interface CommandJobsOptions {

@@ -1,14 +1,16 @@
 /**
- * Claimed consumption of a back-pressure bus, for the library's `consume`
- * (with `jobs` or `retries`) and for `consumer --exec`: chunks are claimed
- * (../claims/), run up to `jobs` at once, retried, and dead-lettered.
+ * Claimed consumption, for the library's `consume` (with `jobs` or
+ * `retries`) and for `consumer --exec`: chunks are claimed from a
+ * back-pressure bus (../claims/) or by a member of a durable group
+ * (../groups/), run up to `jobs` at once, retried, and dead-lettered.
  */
 import type { Bus } from '../../core/bus.js';
 import { UsageError } from '../../errors.js';
 import { DEFAULT_ATTEMPTS, parseJobs, parseRetries } from './options.js';
 import { BusClaims } from '../claims/bus-claims.js';
 import { claimPaths, deadLetterPath } from '../claims/claims.js';
-import type { ClaimedChunk } from '../claims/source.js';
+import type { AttemptFailure, ClaimSource, ClaimedChunk } from '../../core/extension.js';
+import { type GroupMemberOptions, GroupMember } from '../groups/member.js';
 import { type JobResult, type RunSummary, runJobs } from './runner.js';
 
 export interface ClaimedOptions {
@@ -19,6 +21,10 @@ export interface ClaimedOptions {
   /** One line per failed attempt. */
   readonly report?: ((line: string) => void) | undefined;
   readonly signal?: AbortSignal | undefined;
+  /** A multicast bus with history: run the chunks of this durable group, as one of its members. */
+  readonly group?: string | undefined;
+  /** The member's settings, with `group`. */
+  readonly member?: GroupMemberOptions | undefined;
 }
 
 /**
@@ -27,20 +33,29 @@ export interface ClaimedOptions {
  * finish first; then it rejects with the abort reason).
  */
 export async function consumeClaimed(bus: Bus, run: (chunk: ClaimedChunk) => Promise<JobResult>, options: ClaimedOptions): Promise<RunSummary> {
-  if (!bus.options.backPressure) throw new UsageError('claims (--exec, --jobs, --retries) need a --back-pressure bus');
+  if (options.group === undefined && !bus.options.backPressure) throw new UsageError('claims (--exec, --jobs, --retries) need a --back-pressure bus or a --group');
+  if (options.group !== undefined && bus.options.backPressure) throw new UsageError('--group is for multicast buses with history; a back-pressure bus already hands each chunk to one consumer');
   const jobs = parseJobs(options.jobs ?? 1);
   const attempts = parseRetries(options.retries ?? DEFAULT_ATTEMPTS);
-  const paths = claimPaths(bus.options.paths.file);
-  const source = await BusClaims.open(bus, options.signal);
+  let source: ClaimSource;
+  let deadLetterOf: (chunk: ClaimedChunk, failure: AttemptFailure) => string;
+  if (options.group !== undefined) {
+    const member = new GroupMember(bus, options.group, options.member);
+    source = member;
+    deadLetterOf = (chunk, failure) => member.deadLetterOf(chunk, failure);
+    try {
+      await member.open(options.signal);
+    } catch (error) {
+      member.close();
+      throw error;
+    }
+  } else {
+    const paths = claimPaths(bus.options.paths.file);
+    source = await BusClaims.open(bus, options.signal);
+    deadLetterOf = (chunk, failure) => deadLetterPath(paths, chunk.id, failure.status, chunk.attempts + 1);
+  }
   try {
-    return await runJobs(source, {
-      jobs,
-      attempts,
-      run,
-      signal: options.signal,
-      report: options.report,
-      deadLetterOf: (chunk, failure) => deadLetterPath(paths, chunk.id, failure.status, chunk.attempts + 1),
-    });
+    return await runJobs(source, { jobs, attempts, run, signal: options.signal, report: options.report, deadLetterOf });
   } finally {
     source.close();
   }

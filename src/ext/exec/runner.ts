@@ -6,7 +6,7 @@
  * command line runs a shell command per chunk (./command.ts), the library
  * calls `deliver`.
  */
-import type { AttemptFailure, ClaimSource, ClaimedChunk } from '../claims/source.js';
+import type { AttemptFailure, ClaimSource, ClaimedChunk } from '../../core/extension.js';
 
 /** A job's result: undefined when it succeeded, why it failed otherwise. */
 export type JobResult = AttemptFailure | undefined;

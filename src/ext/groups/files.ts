@@ -8,6 +8,8 @@
  *   F.groups/<NAME>/members/<id>    one per running member, held with an exclusive flock
  *   F.groups/<NAME>/claims/<id>.lock   one per batch taken, flocked by its taker; holds the attempts
  *   F.groups/<NAME>/claims/<id>.<seq>  a hard link of history entry <seq>, until delivered
+ *   F.groups/<NAME>/claims/<id>.<seq>.attempts-<n>   the same after n failed attempts (`--exec`)
+ *   F.groups/<NAME>/dead/<seq>.<status>.attempts-<n> a chunk whose every attempt failed
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -29,6 +31,8 @@ export interface GroupPaths {
   readonly plain: string;
   readonly members: string;
   readonly claims: string;
+  /** Chunks whose every attempt failed (`consumer --group NAME --exec CMD`). */
+  readonly dead: string;
 }
 
 /** `F.groups`: one directory per group. */
@@ -38,7 +42,7 @@ export function groupsDir(paths: Pick<BusPaths, 'file'>): string {
 
 export function groupPaths(paths: Pick<BusPaths, 'file'>, name: string): GroupPaths {
   const dir = path.join(groupsDir(paths), name);
-  return { name, dir, lock: path.join(dir, 'lock'), position: path.join(dir, 'position'), plain: path.join(dir, 'plain'), members: path.join(dir, 'members'), claims: path.join(dir, 'claims') };
+  return { name, dir, lock: path.join(dir, 'lock'), position: path.join(dir, 'position'), plain: path.join(dir, 'plain'), members: path.join(dir, 'members'), claims: path.join(dir, 'claims'), dead: path.join(dir, 'dead') };
 }
 
 /** The names of the groups of a bus (directories in `F.groups`); empty when there are none. */
@@ -130,4 +134,32 @@ export function heldByLiveProcess(file: string): boolean {
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** A chunk's link in `claims/`: `<id>.<seq>`, or `<id>.<seq>.attempts-<n>` after n failed attempts. */
+const CLAIM_LINK = /^(.+)\.(\d{1,16})(?:\.attempts-(\d{1,9}))?$/;
+/** A dead letter's name, `<seq>.<status>.attempts-<n>`; moved back into `claims/` it starts again. */
+const DEAD_LETTER = /^(\d{1,16})\.(?:exit-\d+|signal-[A-Z0-9]+|error)\.attempts-\d+$/;
+
+/** The claim id, sequence number and failed attempts of a chunk's link in `claims/`; undefined for anything else. */
+export function parseClaimLink(name: string): { id: string; seq: number; attempts: number } | undefined {
+  if (DEAD_LETTER.test(name)) return undefined;
+  const m = CLAIM_LINK.exec(name);
+  return m ? { id: m[1]!, seq: Number(m[2]), attempts: Number(m[3] ?? 0) } : undefined;
+}
+
+/** The sequence number of a dead letter (a name in `dead/`, or one moved back into `claims/`). */
+export function parseDeadLetter(name: string): number | undefined {
+  const m = DEAD_LETTER.exec(name);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** A chunk's link in `claims/` after `attempts` failed attempts. */
+export function claimLinkName(id: string, seq: number, attempts: number): string {
+  return attempts === 0 ? `${id}.${seq}` : `${id}.${seq}.attempts-${attempts}`;
+}
+
+/** Where a chunk that failed `attempts` times in all, the last with `status`, lies in the group's dead letters. */
+export function groupDeadLetterPath(g: Pick<GroupPaths, 'dead'>, seq: number, status: string, attempts: number): string {
+  return path.join(g.dead, `${seq}.${status}.attempts-${attempts}`);
 }

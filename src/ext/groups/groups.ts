@@ -11,7 +11,7 @@ import type { PublishHook } from '../../core/extension.js';
 import type { BusPaths } from '../../options.js';
 import { historyWindow } from '../history/history.js';
 import { EWOULDBLOCK, LOCK_EX, LOCK_NB, flock, preadStart } from '../../sys/libc.js';
-import { groupNames, groupPaths, groupsDir, heldByLiveProcess, historyHead, parseGroupName, parseRecord, readRecordFile } from './files.js';
+import { groupNames, groupPaths, groupsDir, heldByLiveProcess, historyHead, parseClaimLink, parseDeadLetter, parseGroupName, parseRecord, readRecordFile } from './files.js';
 
 export { parseGroupName } from './files.js';
 export { GroupMember, consumeGroup } from './member.js';
@@ -28,6 +28,8 @@ export interface GroupStatus {
   membersAlive: number;
   /** Chunks taken by members and not yet delivered. */
   claimedInFlight: number;
+  /** Chunks whose every attempt failed (`--exec`), in `F.groups/<name>/dead/`. */
+  deadLetters: number;
   /**
    * The oldest chunk the history keeps is one this group has not delivered:
    * a producer with --wait-for-groups whose window is full waits for this group.
@@ -45,16 +47,17 @@ export function groupsStatus(paths: Pick<BusPaths, 'file' | 'history'>): GroupSt
     let claimed = 0;
     let lowest = Infinity;
     for (const entry of listOrNothing(g.claims)) {
-      const seq = /\.(\d+)$/.exec(entry)?.[1];
-      if (seq === undefined) continue;
+      const link = parseClaimLink(entry);
+      if (link === undefined) continue;
       claimed++;
-      lowest = Math.min(lowest, Number(seq));
+      lowest = Math.min(lowest, link.seq);
     }
     const members = listOrNothing(g.members).filter((member) => heldByLiveProcess(path.join(g.members, member))).length;
     const firstUndelivered = position === null ? null : Math.min(position, lowest);
     const lag = firstUndelivered === null || head === undefined ? null : Math.max(0, head - firstUndelivered + 1);
     const holdsWindow = firstUndelivered !== null && window !== undefined && position !== null && position <= window.first;
-    return { name, position, firstUndelivered, lag, membersAlive: members, claimedInFlight: claimed, holdsWindow };
+    const deadLetters = listOrNothing(g.dead).filter((entry) => parseDeadLetter(entry) !== undefined).length;
+    return { name, position, firstUndelivered, lag, membersAlive: members, claimedInFlight: claimed, deadLetters, holdsWindow };
   });
 }
 
@@ -62,7 +65,7 @@ export function groupsStatus(paths: Pick<BusPaths, 'file' | 'history'>): GroupSt
 export function formatGroups(groups: GroupStatus[]): Array<[string, string]> {
   return groups.map((g): [string, string] => [
     `group ${g.name}`,
-    `at seq ${g.position ?? '?'}, ${g.lag ?? '?'} behind, ${g.membersAlive} member(s) running, ${g.claimedInFlight} chunk(s) in flight${g.holdsWindow ? '; holds the oldest chunk: a producer with --wait-for-groups waits for it' : ''}`,
+    `at seq ${g.position ?? '?'}, ${g.lag ?? '?'} behind, ${g.membersAlive} member(s) running, ${g.claimedInFlight} chunk(s) in flight${g.deadLetters > 0 ? `, ${g.deadLetters} dead letter(s) in ${g.name}/dead/` : ''}${g.holdsWindow ? '; holds the oldest chunk: a producer with --wait-for-groups waits for it' : ''}`,
   ]);
 }
 

@@ -26,15 +26,31 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { BusError, busError, errnoCode } from '../../errors.js';
 import type { Bus } from '../../core/bus.js';
-import type { ClaimSource, ClaimedChunk } from '../../core/extension.js';
+import type { AttemptFailure, ClaimSource, ClaimedChunk, FailedTo } from '../../core/extension.js';
 import { BusLock } from '../../core/lock.js';
 import { checkRegular } from '../../core/checks.js';
 import { type ScratchBuffer, identityOf, readChunk } from '../../core/read.js';
 import { overwriteRecord } from '../../core/record-file.js';
 import { BUSY, untilFree } from '../../core/wait.js';
-import { type MissedChunks, entryName, historyWindow } from '../history/history.js';
-import { ENOENT, EWOULDBLOCK, LOCK_EX, LOCK_NB, errnoError, flock, link, lstatIdentity, unlink } from '../../sys/libc.js';
-import { type GroupPaths, PLAIN_LENGTH, RECORD_LENGTH, groupPaths, groupsDir, historyHead, parseGroupName, plainBytes, readPlainFd, readRecordFd, recordBytes } from './files.js';
+import { type MissedChunks, entryName } from '../history/history.js';
+import { HistoryDir, readHeadOnce } from '../history/files.js';
+import { AT_CWD, ENOENT, EWOULDBLOCK, LOCK_EX, LOCK_NB, errnoError, flock, linkat, unlink } from '../../sys/libc.js';
+import {
+  type GroupPaths,
+  PLAIN_LENGTH,
+  RECORD_LENGTH,
+  claimLinkName,
+  groupDeadLetterPath,
+  groupPaths,
+  groupsDir,
+  parseClaimLink,
+  parseDeadLetter,
+  parseGroupName,
+  plainBytes,
+  readPlainFd,
+  readRecordFd,
+  recordBytes,
+} from './files.js';
 
 export interface GroupMemberOptions {
   /** A group made by this member starts at the oldest chunk kept instead of the newest. */
@@ -62,6 +78,7 @@ interface Claim {
 interface Pending {
   readonly seq: number;
   readonly claim: Claim;
+  /** Failed attempts so far (`--exec`): the link's name says it, `claims/<id>.<seq>.attempts-<n>`. */
   readonly attempts: number;
 }
 
@@ -69,6 +86,8 @@ interface Pending {
 interface PendingPlain {
   readonly plain: Buffer;
   readonly identity: string;
+  /** Failed attempts so far, kept in memory only. */
+  readonly attempts: number;
 }
 
 const O_FLAGS = fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
@@ -92,6 +111,13 @@ export class GroupMember implements ClaimSource {
   #perChunkMs = BATCH_MS;
   #takenAt = 0;
   #waitingForHistory = false;
+  /**
+   * `F.history/`, open: entries are looked at, listed and linked relative
+   * to this descriptor, so a link swapped in at `F.history` later cannot
+   * send the member's links or reads outside the bus (see
+   * ../history/files.ts). Opened once the history is there.
+   */
+  #history: HistoryDir | undefined;
   #closed = false;
   readonly #probe = () => this.#fill();
 
@@ -151,6 +177,8 @@ export class GroupMember implements ClaimSource {
       unlink(this.#memberFile);
       fs.closeSync(this.#memberFd);
     }
+    this.#history?.close();
+    this.#history = undefined;
     if (this.#positionFd >= 0) fs.closeSync(this.#positionFd);
     if (this.#plainFd >= 0) fs.closeSync(this.#plainFd);
     this.#lock.close();
@@ -158,9 +186,9 @@ export class GroupMember implements ClaimSource {
 
   /** Where a new group starts: the newest chunk (the oldest kept with replay), or the first when there is no history yet. */
   #startPosition(): number {
-    const head = historyHead(this.#bus.options.paths);
+    const head = this.#head();
     if (head === undefined) return 1;
-    if (this.#options.replay) return historyWindow(this.#bus.options.paths)?.first ?? head + 1;
+    if (this.#options.replay) return this.#window()?.first ?? head + 1;
     return Math.max(1, head);
   }
 
@@ -222,24 +250,25 @@ export class GroupMember implements ClaimSource {
         fs.closeSync(fd);
         continue;
       }
-      const seqs = names
-        .filter((n) => n.startsWith(`${id}.`) && n !== name)
-        .map((n) => Number(n.slice(id.length + 1)))
-        .filter((n) => Number.isSafeInteger(n))
-        .sort((a, b) => a - b);
+      const links = names
+        .map(parseClaimLink)
+        .filter((link) => link !== undefined && link.id === id)
+        .sort((a, b) => a!.seq - b!.seq) as Array<{ seq: number; attempts: number }>;
+      const seqs = links.map((link) => link.seq);
       if (seqs.length === 0) {
         unlink(file);
         fs.closeSync(fd);
         continue;
       }
-      const attempts = (readRecordFd(fd) ?? 1) + 1;
-      overwriteRecord(fd, recordBytes(attempts), RECORD_LENGTH, file);
+      const handedOut = (readRecordFd(fd) ?? 1) + 1;
+      overwriteRecord(fd, recordBytes(handedOut), RECORD_LENGTH, file);
       const claim: Claim = { id, fd, remaining: seqs.length };
       this.#held.set(id, claim);
-      for (const seq of seqs) taken.push({ seq, claim, attempts });
+      for (const link of links) taken.push({ seq: link.seq, claim, attempts: link.attempts });
       highest = Math.max(highest, seqs.at(-1)!);
       this.#options.log?.(`took over ${seqs.length} chunk(s) (seq ${seqs[0]}-${seqs.at(-1)}) from a member of group ${this.#g.name} that stopped`);
     }
+    this.#adoptDeadLetters(names, taken);
     if (taken.length === 0) return;
     this.#queue.push(...taken.sort((a, b) => a.seq - b.seq));
     // A member killed after linking a batch and before moving the position: go on after it.
@@ -248,11 +277,49 @@ export class GroupMember implements ClaimSource {
   }
 
   /**
+   * Under the group lock: dead letters a person moved back into `claims/`
+   * (`mv F.groups/NAME/dead/* F.groups/NAME/claims/`) become claims of
+   * this member, `back-<seq>.lock` and `back-<seq>.<seq>`, their attempts
+   * back at 0. The lock file comes first, as for any claim, so a member
+   * killed in between leaves the loose file or a claim, never neither.
+   */
+  #adoptDeadLetters(names: string[], taken: Pending[]): void {
+    for (const name of names) {
+      const seq = parseDeadLetter(name);
+      if (seq === undefined) continue;
+      const id = `back-${seq}`;
+      const lockFile = path.join(this.#g.claims, `${id}.lock`);
+      let fd: number;
+      try {
+        fd = fs.openSync(lockFile, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL | O_FLAGS, 0o666);
+      } catch (error) {
+        // The same chunk is back already, and its claim not yet done: this copy waits for it.
+        if (errnoCode(error) === 'EEXIST') continue;
+        throw busError('create the claim', lockFile, error);
+      }
+      flock(fd, LOCK_EX | LOCK_NB);
+      overwriteRecord(fd, recordBytes(1), RECORD_LENGTH, lockFile);
+      const from = path.join(this.#g.claims, name);
+      try {
+        fs.renameSync(from, path.join(this.#g.claims, claimLinkName(id, seq, 0)));
+      } catch (error) {
+        unlink(lockFile);
+        fs.closeSync(fd);
+        if (errnoCode(error) === 'ENOENT') continue;
+        throw busError('move', from, error);
+      }
+      const claim: Claim = { id, fd, remaining: 1 };
+      this.#held.set(id, claim);
+      taken.push({ seq, claim, attempts: 0 });
+      this.#options.log?.(`group ${this.#g.name}: dead letter seq ${seq} is back; taking it again`);
+    }
+  }
+
+  /**
    * Claims the next chunks from the position on, as many as the batch size,
    * all there are at most. True when it took every chunk the history has.
    */
   #claim(): boolean {
-    const { history } = this.#bus.options.paths;
     let position = this.#readPosition();
     if (!this.#entryExists(position)) {
       const from = this.#skipMissed(position);
@@ -276,14 +343,15 @@ export class GroupMember implements ClaimSource {
     const batch = Math.max(1, Math.min(MAX_BATCH, Math.floor(BATCH_MS / this.#perChunkMs)));
     let seq = position;
     for (; seq < position + batch; seq++) {
-      const result = link(`${history}/${entryName(seq)}`, `${this.#g.claims}/${id}.${seq}`);
+      const history = this.#history;
+      const result = history === undefined ? -ENOENT : linkat(history.fd, entryName(seq), AT_CWD, `${this.#g.claims}/${id}.${seq}`);
       if (result === -ENOENT) break;
       if (result < 0) {
         unlink(lockFile);
         fs.closeSync(fd);
         throw busError('link into the claim', path.join(this.#g.claims, `${id}.${seq}`), errnoError(result));
       }
-      this.#queue.push({ seq, claim, attempts: 1 });
+      this.#queue.push({ seq, claim, attempts: 0 });
       claim.remaining++;
     }
     if (claim.remaining === 0) {
@@ -319,7 +387,7 @@ export class GroupMember implements ClaimSource {
     if (chunk === undefined || chunk.identity !== identity || chunk.links !== 1) return;
     overwriteRecord(this.#plainFd, plainBytes(identity), PLAIN_LENGTH, this.#g.plain);
     this.#plainSeen = identity;
-    if (chunk.data.length > 0) this.#queue.push({ plain: chunk.data, identity });
+    if (chunk.data.length > 0) this.#queue.push({ plain: chunk.data, identity, attempts: 0 });
   }
 
   /**
@@ -328,14 +396,14 @@ export class GroupMember implements ClaimSource {
    * from, or undefined when there is nothing to take yet.
    */
   #skipMissed(position: number): number | undefined {
-    const head = historyHead(this.#bus.options.paths);
+    const head = this.#head();
     if (head === undefined) {
       if (!this.#waitingForHistory) this.#options.log?.(`group ${this.#g.name}: waiting for the history at ${this.#bus.options.paths.history} (a producer with --history N)`);
       this.#waitingForHistory = true;
       return undefined;
     }
     if (head < position) return undefined;
-    const window = historyWindow(this.#bus.options.paths);
+    const window = this.#window();
     if (window === undefined || window.last < position) return undefined;
     if (window.first <= position) return this.#entryExists(position) ? position : undefined;
     this.#options.onMissed?.({ first: position, last: window.first - 1, count: window.first - position });
@@ -344,12 +412,40 @@ export class GroupMember implements ClaimSource {
   }
 
   #entryExists(seq: number): boolean {
-    return typeof lstatIdentity(`${this.#bus.options.paths.history}/${entryName(seq)}`) !== 'number';
+    return this.#historyDir()?.has(seq) ?? false;
+  }
+
+  /**
+   * The history's directory, held open; checked against `F.history` on
+   * each use (one lstat): removed, it is let go; made again, the new one
+   * is opened; a link there is refused with one line, never followed.
+   */
+  #historyDir(): HistoryDir | undefined {
+    if (this.#history !== undefined) {
+      if (this.#history.check() === 'same') return this.#history;
+      this.#history.close();
+      this.#history = undefined;
+    }
+    this.#history = HistoryDir.open(this.#bus.options.paths.history);
+    return this.#history;
+  }
+
+  /** `F.history/head` read through the directory held: the last number given, or undefined. */
+  #head(): number | undefined {
+    const dir = this.#historyDir();
+    const head = dir && readHeadOnce(dir);
+    return head?.kind === 'ok' ? head.seq : undefined;
+  }
+
+  /** The oldest and newest entries the history keeps, listed through the directory held. */
+  #window(): { first: number; last: number } | undefined {
+    const seqs = this.#historyDir()?.list() ?? [];
+    return seqs.length === 0 ? undefined : { first: seqs[0]!, last: seqs.at(-1)! };
   }
 
   #read(pending: Pending): ClaimedChunk | undefined {
     const { seq, claim, attempts } = pending;
-    const file = `${this.#g.claims}/${claim.id}.${seq}`;
+    const file = `${this.#g.claims}/${claimLinkName(claim.id, seq, attempts)}`;
     const chunk = readChunk(file, this.#options.scratch, this.#options.sizeMayBeStale);
     // Gone (removed by hand): nothing to deliver. Empty: nothing to pass on.
     if (chunk === undefined || chunk.data.length === 0) {
@@ -372,16 +468,68 @@ export class GroupMember implements ClaimSource {
         if (done) return;
         done = true;
         // Still claimed by this member: it comes again from the next take (another member's if this one stops first).
-        this.#queue.unshift({ seq, claim, attempts: attempts + 1 });
+        this.#queue.unshift(pending);
+      },
+      fail: (failure: AttemptFailure, maxAttempts: number): FailedTo => {
+        if (done) throw new Error(`chunk ${seq} is already settled`);
+        done = true;
+        return this.#fail(pending, failure, maxAttempts);
       },
     };
   }
 
+  /**
+   * A failed attempt, settled by this member alone (it holds the claim):
+   * the link is renamed to count it and the chunk comes again from this
+   * member's next take (another member's if this one stops first); after
+   * the last allowed attempt it moves to the group's dead letters.
+   */
+  #fail(pending: Pending, failure: AttemptFailure, maxAttempts: number): FailedTo {
+    const { seq, claim } = pending;
+    const attempts = pending.attempts + 1;
+    const from = path.join(this.#g.claims, claimLinkName(claim.id, seq, pending.attempts));
+    if (this.#closed) return attempts < maxAttempts ? 'retry' : 'dead';
+    if (attempts < maxAttempts) {
+      const to = path.join(this.#g.claims, claimLinkName(claim.id, seq, attempts));
+      try {
+        fs.renameSync(from, to);
+      } catch (error) {
+        throw busError('move', from, error);
+      }
+      this.#queue.unshift({ seq, claim, attempts });
+      return 'retry';
+    }
+    try {
+      fs.mkdirSync(this.#g.dead, 0o777);
+    } catch (error) {
+      if (errnoCode(error) !== 'EEXIST') throw busError('create the directory', this.#g.dead, error);
+    }
+    try {
+      fs.renameSync(from, groupDeadLetterPath(this.#g, seq, failure.status, attempts));
+    } catch (error) {
+      throw busError('move', from, error);
+    }
+    this.#settled(claim);
+    return 'dead';
+  }
+
+  /** Where a chunk of this group goes once its last allowed attempt failed. */
+  deadLetterOf(chunk: ClaimedChunk, failure: AttemptFailure): string {
+    if (!/^\d+$/.test(chunk.id)) return 'nowhere (a chunk without history has no claim to keep it)';
+    return groupDeadLetterPath(this.#g, Number(chunk.id), failure.status, chunk.attempts + 1);
+  }
+
   /** Delivered: the claim's link goes, and with the last one the claim. No group lock: only this member touches its claim. */
-  #ack({ seq, claim }: Pending): void {
+  #ack({ seq, claim, attempts }: Pending): void {
     if (this.#closed) return;
-    const result = unlink(`${this.#g.claims}/${claim.id}.${seq}`);
-    if (result < 0 && result !== -ENOENT) throw busError('remove', path.join(this.#g.claims, `${claim.id}.${seq}`), errnoError(result));
+    const file = path.join(this.#g.claims, claimLinkName(claim.id, seq, attempts));
+    const result = unlink(file);
+    if (result < 0 && result !== -ENOENT) throw busError('remove', file, errnoError(result));
+    this.#settled(claim);
+  }
+
+  /** One chunk of `claim` is settled: with the last, the claim goes. */
+  #settled(claim: Claim): void {
     if (--claim.remaining > 0) return;
     unlink(`${this.#g.claims}/${claim.id}.lock`);
     fs.closeSync(claim.fd);
@@ -405,7 +553,7 @@ function plainChunk(pending: PendingPlain, queue: Array<Pending | PendingPlain>)
   return {
     data: pending.plain,
     id: `plain ${pending.identity}`,
-    attempts: 1,
+    attempts: pending.attempts,
     ack: () => {
       done = true;
     },
@@ -414,6 +562,14 @@ function plainChunk(pending: PendingPlain, queue: Array<Pending | PendingPlain>)
       done = true;
       // Kept by this member only: it is lost if this member stops first (at most once).
       queue.unshift(pending);
+    },
+    // Retried from memory, as it was kept: no dead letter, since no claim keeps its bytes on disk.
+    fail: (_failure: AttemptFailure, maxAttempts: number): FailedTo => {
+      if (done) throw new Error(`chunk plain ${pending.identity} is already settled`);
+      done = true;
+      if (pending.attempts + 1 >= maxAttempts) return 'dead';
+      queue.unshift({ ...pending, attempts: pending.attempts + 1 });
+      return 'retry';
     },
   };
 }

@@ -8,7 +8,7 @@ import { expect, test } from 'vitest';
 import { filebus, hasStackTrace, tempDir, within } from '../../helpers.js';
 
 test.each([
-  [['consumer', '--exec', 'true'], /--exec needs a --back-pressure bus/],
+  [['consumer', '--exec', 'true'], /--exec needs a --back-pressure bus or a --group NAME/],
   [['--lossless', 'consumer', '--jobs', '2'], /--jobs and --retries go with --exec CMD/],
   [['--lossless', 'consumer', '--exec', 'true', '--jobs', '0'], /--jobs must be a positive whole number, got '0'/],
   [['--lossless', 'consumer', '--exec', 'true', '--retries', 'x'], /--retries must be a positive whole number, got 'x'/],

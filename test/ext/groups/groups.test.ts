@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect, test } from 'vitest';
-import { type Proc, filebus, hasStackTrace, sleep, tempDir, until } from '../../helpers.js';
+import { type Proc, filebus, hasStackTrace, sleep, tempDir, until, within } from '../../helpers.js';
 
 /** Lines "00001\n" .. : 6 bytes each, so with --block-size 6 --lines each is one chunk. */
 function numbered(first: number, count: number): string {
@@ -348,3 +348,29 @@ test('--wait-for-groups: a held producer behaves as a back-pressure one on SIGTE
     m.child.kill('SIGCONT');
   }
 }, 60_000);
+
+test('F.history swapped for a link to a directory outside the bus while a member runs: the member refuses it in one line and delivers nothing from there', async () => {
+  const dir = tempDir();
+  const bus = path.join(dir, 'bus');
+  const args = ['--filename', bus, '--history', '100', '--block-size', '6'];
+  const out = path.join(dir, 'out');
+  const m = member(bus, 'g', out, ['--sleep-interval', '0.05']);
+  await joined(bus, 'g');
+  const first = path.join(dir, 'first');
+  fs.writeFileSync(first, numbered(1, 3));
+  expect(await producerFromFile(args, first).exited).toBe(0);
+  await until(() => linesOf(out).length === 3, 10_000, 'the first 3 chunks');
+  // Outside the bus: a look-alike history whose next entry is not the bus's.
+  const outside = path.join(dir, 'outside');
+  fs.mkdirSync(outside);
+  fs.writeFileSync(path.join(outside, '0000000000000004'), '99999\n');
+  fs.writeFileSync(path.join(outside, 'head'), '0000000000000004\n');
+  fs.renameSync(`${bus}.history`, `${bus}.history.moved`);
+  fs.symlinkSync(outside, `${bus}.history`);
+  expect(await within(m.exited, 10_000, 'the member to stop')).toBe(1);
+  const lines = m.stderr().split('\n').filter((l) => l !== '');
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatch(/^filebus: .*bus\.history.*link/);
+  expect(linesOf(out)).toEqual([1, 2, 3]);
+  expect(fs.readdirSync(`${bus}.groups/g/claims`)).toEqual([]);
+}, 30_000);
