@@ -99,7 +99,7 @@ export async function consumeWith(options: ConsumeOptions, deliver: Deliver, set
  * No lock: the rename guarantees a whole chunk, and not locking means a
  * multicast consumer never slows producers down. The cursor reads the
  * bus's history when it has one, and `F` by its identity otherwise
- * (src/history.ts); empty chunks (back-pressure end markers seen by an
+ * (src/ext/history/); empty chunks (back-pressure end markers seen by an
  * eavesdropper) are not passed on.
  */
 async function consumeMulticast(bus: Bus, deliver: Deliver, options: ConsumeOptions, scratch?: ScratchBuffer): Promise<never> {
@@ -109,16 +109,21 @@ async function consumeMulticast(bus: Bus, deliver: Deliver, options: ConsumeOpti
   const takeOver = historyTakeOver(bus.options.paths, { replay: bus.options.replay, scratch, sizeMayBeStale, onMissed: options.onMissed, log: bus.options.log });
   const cursor = new FileCursor(bus.options.paths.file, { scratch, sizeMayBeStale, takeOver });
   const next = () => cursor.next();
-  for (let afterDelivery = false; ; afterDelivery = true) {
-    options.signal?.throwIfAborted();
-    // The hot path stays synchronous (wait, read, write) while it can; the
-    // event loop gets a turn when the watcher says so. After a delivery,
-    // any change since the read raised an event, so the loop waits before
-    // it looks again, unless the cursor has older entries still to read.
-    const waitFirst = afterDelivery && !cursor.behind;
-    const chunk = bus.watcher.poll(next, { waitFirst }) ?? (await bus.watcher.until(next, options.signal));
-    const delivered = deliver(chunk);
-    if (delivered) await delivered;
+  try {
+    for (let afterDelivery = false; ; afterDelivery = true) {
+      options.signal?.throwIfAborted();
+      // The hot path stays synchronous (wait, read, write) while it can; the
+      // event loop gets a turn when the watcher says so. After a delivery,
+      // any change since the read raised an event, so the loop waits before
+      // it looks again, unless the cursor has older entries still to read.
+      const waitFirst = afterDelivery && !cursor.behind;
+      const chunk = bus.watcher.poll(next, { waitFirst }) ?? (await bus.watcher.until(next, options.signal));
+      const delivered = deliver(chunk);
+      if (delivered) await delivered;
+    }
+  } finally {
+    // The history's cursor holds a descriptor of F.history: a library consumer that stops lets it go.
+    cursor.close();
   }
 }
 
