@@ -183,7 +183,7 @@ async function runConsumer({ options, verbose }: Run): Promise<void> {
 async function runExec({ options, verbose }: Run): Promise<void> {
   const { openBus } = await import('../src/core/bus.js');
   const { CommandJobs } = await import('../src/ext/exec/command.js');
-  const { consumeClaimed } = await import('../src/ext/exec/consume.js');
+  const { consumeClaimed } = await import('../src/claimed.js');
   const stop = new AbortController();
   let exitStatus = 0;
   const writeWhole = (fd: number, data: Buffer) => {

@@ -13,7 +13,7 @@ import { checkGroupOptions } from './ext/groups/name.js';
 import { consumeGroup } from './ext/groups/member.js';
 import type { BusOptions } from './options.js';
 import { ScratchBuffer } from './core/read.js';
-import { consumeClaimed } from './ext/exec/consume.js';
+import { consumeClaimed } from './claimed.js';
 import type { ClaimedChunk } from './core/extension.js';
 
 export type { Deliver } from './backpressure.js';

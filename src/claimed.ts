@@ -1,17 +1,19 @@
 /**
- * Claimed consumption, for the library's `consume` (with `jobs` or
+ * The consumer with claims, for the library's `consume` (with `jobs` or
  * `retries`) and for `consumer --exec`: chunks are claimed from a
- * back-pressure bus (../claims/) or by a member of a durable group
- * (../groups/), run up to `jobs` at once, retried, and dead-lettered.
+ * back-pressure bus (ext/claims/) or by a member of a durable group
+ * (ext/groups/), and the job runner (ext/exec/), which knows neither,
+ * runs them up to `jobs` at once, retries them, and dead-letters them.
+ * Here, beside the other modes, so that no extension imports another.
  */
-import type { Bus } from '../../core/bus.js';
-import { UsageError } from '../../errors.js';
-import { DEFAULT_ATTEMPTS, parseJobs, parseRetries } from './options.js';
-import { BusClaims } from '../claims/bus-claims.js';
-import { claimPaths, deadLetterPath } from '../claims/claims.js';
-import type { AttemptFailure, ClaimSource, ClaimedChunk } from '../../core/extension.js';
-import { type GroupMemberOptions, GroupMember } from '../groups/member.js';
-import { type JobResult, type RunSummary, runJobs } from './runner.js';
+import type { Bus } from './core/bus.js';
+import { UsageError } from './errors.js';
+import { DEFAULT_ATTEMPTS, parseJobs, parseRetries } from './ext/exec/options.js';
+import { BusClaims } from './ext/claims/bus-claims.js';
+import { claimPaths, deadLetterPath } from './ext/claims/claims.js';
+import type { AttemptFailure, ClaimSource, ClaimedChunk } from './core/extension.js';
+import { type GroupMemberOptions, GroupMember } from './ext/groups/member.js';
+import { type JobResult, type RunSummary, runJobs } from './ext/exec/runner.js';
 
 export interface ClaimedOptions {
   /** Jobs at once; default 1. */
