@@ -499,23 +499,38 @@ fi
 # the SIGINT of a ^C, which is ours to handle.  `<&0` stops bash from giving
 # the job /dev/null as stdin.
 run_child() {
+	# A trap may run a child of its own while we wait for ours (a first
+	# signal to an idle producer publishes what it read, from the trap):
+	# that nested call must neither take our child's place nor hide that
+	# our wait was interrupted, so both are put back at the end.
+	local outer_pid=$helper_pid outer_interrupted=$interrupted pid rc
 	"$@" <&0 &
-	helper_pid=$!
-	local rc
+	pid=$! helper_pid=$!
 	while :; do
 		interrupted=0
 		# Quiet: a wait repeated after a trap may find the child gone from
 		# bash's tables, which it would report on stderr.  The trap's own
 		# output is not redirected by this.
-		wait "$helper_pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
 		rc=$?
 		# A trap that returned (a first signal) ends the wait early, while
 		# the child may carry on: wait for it again.  bash keeps the status
 		# of a child it reaped meanwhile, so that is its own status, not the
 		# trap's 128 + signal.
 		((interrupted)) || break
+		# But a child that exited just as the signal came may have been
+		# reaped while the trap ran with bash still taking it for running:
+		# a wait for it then waits for any other child (inotifywait) for
+		# ever, holding the lock (seen: a producer signalled as its mv
+		# ended).  Gone from the kernel's table, it had finished; its own
+		# status is lost, and these children (flock, mv, cat, ln, rm) end
+		# well all but always, so it counts as done.
+		if ! kill -0 "$pid" 2>/dev/null; then
+			rc=0
+			break
+		fi
 	done
-	helper_pid=''
+	helper_pid=$outer_pid interrupted=$outer_interrupted
 	return "$rc"
 }
 
